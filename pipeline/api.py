@@ -1,0 +1,27 @@
+"""Reading results: ``load_stats(url)`` for training code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .location import resolve
+from .stats import Stats
+from .store import open_store
+
+__all__ = ["load_stats"]
+
+
+def load_stats(
+    url: str, version: int | None = None, storage_options: Mapping[str, Any] | None = None
+) -> Stats:
+    """The stats in a store (``latest.json``, or ``version``) or in one stats file.
+
+    >>> stats = load_stats("s3://bucket/stats")                 # doctest: +SKIP
+    >>> transforms.Normalize(**stats.normalize_kwargs())         # doctest: +SKIP
+    """
+    location = resolve(url, storage_options)
+    if version is None and location.path.endswith(".json"):
+        fs = location.filesystem()
+        return Stats.from_json(fs.cat_file(location.path), location.url)
+    return open_store(location).load(version)

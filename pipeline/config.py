@@ -1,0 +1,155 @@
+"""The job configuration: one frozen dataclass, built from YAML and/or command-line options.
+
+Keys are the long option names with ``_`` for ``-``. Unknown keys and wrong types are
+:class:`~pipeline.errors.UsageError` naming the key. YAML is loaded with ``safe_load`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .decode import DEFAULT_MAX_IMAGE_PIXELS, MODES, Mode
+from .errors import UsageError
+from .listing import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_FILES
+
+__all__ = ["JobConfig", "load_config_file", "parse_json_options"]
+
+ON_ERROR = ("skip", "fail")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one ``compute`` run needs."""
+
+    source: str
+    out: str
+    mode: Mode = "rgb"
+    scheduler: str | None = None
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    on_error: str = "skip"
+    max_errors: int | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    source_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    store_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    full: bool = False
+    quiet: bool = False
+    split_every: int = 8
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    shard_files: int = DEFAULT_SHARD_FILES
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    unsafe_store: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.on_error not in ON_ERROR:
+            raise UsageError(f"on_error must be skip or fail, not {self.on_error!r}")
+        for name in ("workers", "threads_per_worker", "max_errors", "max_image_pixels"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "max_errors" else 1):
+                raise UsageError(f"{name} must be a positive integer, not {value}")
+        if self.split_every < 2:
+            raise UsageError(f"split_every must be at least 2, not {self.split_every}")
+        if self.shard_bytes < 1 or self.shard_files < 1:
+            raise UsageError("shard_bytes and shard_files must be positive")
+
+    @property
+    def scheduler_address(self) -> str | None:
+        """``scheduler``, else the ``DASK_SCHEDULER_ADDRESS`` environment variable."""
+        return self.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], origin: str = "configuration") -> JobConfig:
+        """Build from plain values (parsed YAML, CLI options), checking every key's type."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        checked: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in fields:
+                raise UsageError(f"{origin}: unknown key {key!r}")
+            checked[key] = _check_type(key, value, origin)
+        for required in ("source", "out"):
+            if not checked.get(required):
+                raise UsageError(f"{origin}: {required!r} is required")
+        return cls(**checked)
+
+
+_INT_KEYS = {
+    "workers",
+    "threads_per_worker",
+    "max_errors",
+    "split_every",
+    "shard_bytes",
+    "shard_files",
+    "max_image_pixels",
+}
+_BOOL_KEYS = {"full", "quiet", "unsafe_store"}
+_STR_KEYS = {"source", "out", "mode", "scheduler", "on_error"}
+_OPTIONAL = {"scheduler", "workers", "threads_per_worker", "max_errors", "max_image_pixels"}
+
+
+def _check_type(key: str, value: Any, origin: str) -> Any:
+    def wrong(expected: str) -> UsageError:
+        return UsageError(f"{origin}: key {key!r} must be {expected}, not {type(value).__name__}")
+
+    if value is None and key in _OPTIONAL:
+        return None
+    if key in _INT_KEYS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise wrong("an integer")
+        return value
+    if key in _BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if key in _STR_KEYS:
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if key in ("include", "exclude"):
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of glob patterns")
+        return tuple(value)
+    if key in ("source_options", "store_options"):
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise wrong("a mapping of option names to values")
+        return dict(value)
+    raise AssertionError(f"no type check for {key}")  # pragma: no cover
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """The mapping in a YAML config file (safe loading only: no Python objects)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"config {path} is not valid YAML: {first}") from exc
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UsageError(f"config {path} must hold a mapping of option names to values")
+    return values
+
+
+def parse_json_options(text: str, option: str) -> dict[str, Any]:
+    """``--source-options '{"anon": true}'`` -> a dict."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object")
+    return value

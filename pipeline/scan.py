@@ -1,0 +1,160 @@
+"""One shard's work: read its files, decode them, sum their moments.
+
+Runs inside a Dask task (or anywhere): it opens its own filesystem from a
+:class:`~pipeline.location.Location`, so no live filesystem crosses a process boundary and
+image bytes never travel through the scheduler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import moments as mom
+from .decode import DEFAULT_MAX_IMAGE_PIXELS, Decoded, Mode, decode
+from .errors import DecodeError
+from .listing import FileEntry, FileSet, Shard
+from .location import Location
+
+__all__ = ["FileRow", "ScanResult", "Skip", "scan_shard"]
+
+#: Read failures that will not go away on a retry: the file is skipped with the reason.
+_PERMANENT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
+_READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, order=True)
+class Skip:
+    """A file that could not be counted, and why."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One counted file: its listing entry, layout and exact moments."""
+
+    entry: FileEntry
+    layout: str
+    moments: mom.AnyMoments
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Merged moments per layout (``"RGB uint8"``...), plus what was skipped and counted.
+
+    Layouts are kept apart so a mixed native run is reported with counts, never merged.
+    ``rows`` holds the per-file moments when asked for (incremental runs need them).
+    """
+
+    moments: dict[str, mom.AnyMoments] = field(default_factory=dict)
+    images: Counter[str] = field(default_factory=Counter)
+    high_bit_depth: int = 0
+    skipped: tuple[Skip, ...] = ()
+    files: FileSet = field(default_factory=FileSet)
+    rows: tuple[FileRow, ...] = ()
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: ScanResult) -> ScanResult:
+        merged = dict(self.moments)
+        for layout, value in other.moments.items():
+            merged[layout] = merged[layout].merge(value) if layout in merged else value
+        return ScanResult(
+            merged,
+            self.images + other.images,
+            self.high_bit_depth + other.high_bit_depth,
+            self.skipped + other.skipped,
+            self.files.merge(other.files),
+            self.rows + other.rows,
+            self.bytes_read + other.bytes_read,
+            self.seconds + other.seconds,
+        )
+
+
+def merge_results(results: Iterable[ScanResult]) -> ScanResult:
+    """Merge any number of results (the combine step of the tree reduction)."""
+    total = ScanResult()
+    for result in results:
+        total = total.merge(result)
+    return total
+
+
+def scan_shard(
+    location: Location,
+    shard: Shard,
+    mode: Mode,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    keep_rows: bool = False,
+) -> ScanResult:
+    """Decode every file of ``shard`` and return its merged moments and skip list."""
+    started = time.perf_counter()
+    fs = location.filesystem()
+    totals: dict[str, mom.AnyMoments] = {}
+    images: Counter[str] = Counter()
+    skipped: list[Skip] = []
+    counted = FileSet()
+    rows: list[FileRow] = []
+    high = 0
+    nbytes = 0
+    for entry, data in _read_all(fs, location, shard.files):
+        if isinstance(data, Skip):
+            skipped.append(data)
+            continue
+        nbytes += len(data)
+        try:
+            decoded = decode(data, mode, max_image_pixels)
+        except DecodeError as exc:
+            skipped.append(Skip(entry.path, str(exc)))
+            continue
+        except MemoryError:
+            skipped.append(Skip(entry.path, "out of memory while decoding"))
+            continue
+        key = layout_key(decoded)
+        value = mom.from_pixels(decoded.pixels)
+        totals[key] = totals[key].merge(value) if key in totals else value
+        images[key] += 1
+        high += decoded.high_bit_depth
+        counted = counted.add(entry)
+        if keep_rows:
+            rows.append(FileRow(entry, key, value))
+    return ScanResult(
+        totals,
+        images,
+        high,
+        tuple(skipped),
+        counted,
+        tuple(rows),
+        nbytes,
+        time.perf_counter() - started,
+    )
+
+
+def layout_key(decoded: Decoded) -> str:
+    """``"RGB uint8"``: channel names and sample type, what one run must share."""
+    return f"{decoded.layout} {decoded.dtype}"
+
+
+def _read_all(
+    fs: object, location: Location, files: Iterable[FileEntry]
+) -> Iterator[tuple[FileEntry, bytes | Skip]]:
+    for entry in files:
+        yield entry, _read(fs, location.join(entry.path), entry)
+
+
+def _read(fs: object, path: str, entry: FileEntry) -> bytes | Skip:
+    """The file's bytes; a :class:`Skip` for permanent errors; transient ones are retried,
+    then raised so the task fails (and Dask retries it)."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return fs.cat_file(path)  # type: ignore[attr-defined]
+        except _PERMANENT_READ_ERRORS as exc:
+            return Skip(entry.path, f"cannot read: {type(exc).__name__}")
+        except OSError:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,182 @@
+"""The stats file: building its document from moments, and reading one back as :class:`Stats`.
+
+A stats file is JSON read as data only; :meth:`Stats.from_json` checks every key it relies
+on and raises :class:`~pipeline.errors.StatsFileError` with the key's name otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import moments as mom
+from .errors import StatsFileError
+
+__all__ = ["SCHEMA", "Stats", "build_document", "channel_names", "scale_of"]
+
+SCHEMA = "imgstats.stats/1"
+#: The largest stats file :meth:`Stats.from_json` will parse (a hostile 1 GB file is refused).
+MAX_FILE_BYTES = 256 * 2**20
+_SCALES = {"uint8": 255, "uint16": 65535}
+
+
+def channel_names(layout: str) -> list[str]:
+    """``"RGBA"`` -> ``["R", "G", "B", "A"]``, ``"LA"`` -> ``["L", "A"]``."""
+    return list(layout)
+
+
+def scale_of(dtype: str) -> int:
+    """The divisor that maps raw samples to [0, 1]: 255, 65535, or 1 for floats."""
+    return _SCALES.get(dtype, 1)
+
+
+def build_document(
+    *,
+    version: int,
+    parent: int | None,
+    created: str,
+    source: str,
+    mode: str,
+    layout: str,
+    dtype: str,
+    moments: mom.AnyMoments,
+    image_count: int,
+    skipped: Sequence[Mapping[str, str]],
+    files: Mapping[str, Any],
+    run: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    tool_version: str,
+) -> dict[str, Any]:
+    """The stats file's content, in the contract's key order."""
+    scale = scale_of(dtype)
+    mean, std = moments.finalize(scale)
+    return {
+        "schema": SCHEMA,
+        "version": version,
+        "parent": parent,
+        "created": created,
+        "source": source,
+        "mode": mode,
+        "channels": channel_names(layout),
+        "dtype": dtype,
+        "scale": scale,
+        "image_count": image_count,
+        "pixel_count": moments.count,
+        "sum": list(moments.sum),
+        "sum_sq": list(moments.sum_sq),
+        "min": list(moments.min),
+        "max": list(moments.max),
+        "mean": list(mean),
+        "std": list(std),
+        "skipped": [dict(s) for s in skipped],
+        "files": dict(files),
+        "run": dict(run),
+        "provenance": dict(provenance),
+        "tool": {"name": "imgstats", "version": tool_version},
+    }
+
+
+def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in doc:
+        raise StatsFileError(f"stats file has no {key!r} key")
+    value = doc[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise StatsFileError(f"stats file key {key!r} has the wrong type")
+    return value
+
+
+def _numbers(doc: Mapping[str, Any], key: str, length: int) -> tuple[float, ...]:
+    values = _require(doc, key, list)
+    if len(values) != length or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        raise StatsFileError(f"stats file key {key!r} must hold {length} numbers")
+    floats = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in floats):
+        raise StatsFileError(f"stats file key {key!r} holds a non-finite number")
+    return floats
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One version of a dataset's statistics, as read from its stats file."""
+
+    version: int
+    parent: int | None
+    source: str
+    mode: str
+    channels: tuple[str, ...]
+    dtype: str
+    scale: float
+    image_count: int
+    pixel_count: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    min: tuple[float, ...]
+    max: tuple[float, ...]
+    document: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def normalize_kwargs(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}`` for ``transforms.Normalize(**kwargs)``."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @property
+    def created(self) -> str:
+        return str(self.document.get("created", ""))
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return list(self.document.get("skipped", []))
+
+    @classmethod
+    def from_document(cls, doc: Any) -> Stats:
+        """Check a parsed stats file and wrap it; :class:`StatsFileError` names the bad key."""
+        if not isinstance(doc, dict):
+            raise StatsFileError("stats file is not a JSON object")
+        if doc.get("schema") != SCHEMA:
+            raise StatsFileError(f"stats file schema is not {SCHEMA!r}")
+        version = _require(doc, "version", int)
+        parent = doc.get("parent")
+        if parent is not None and (not isinstance(parent, int) or isinstance(parent, bool)):
+            raise StatsFileError("stats file key 'parent' has the wrong type")
+        channels = _require(doc, "channels", list)
+        if not channels or not all(isinstance(c, str) for c in channels):
+            raise StatsFileError("stats file key 'channels' must list channel names")
+        n = len(channels)
+        return cls(
+            version=version,
+            parent=parent,
+            source=_require(doc, "source", str),
+            mode=_require(doc, "mode", str),
+            channels=tuple(channels),
+            dtype=_require(doc, "dtype", str),
+            scale=float(_require(doc, "scale", int | float)),
+            image_count=_require(doc, "image_count", int),
+            pixel_count=_require(doc, "pixel_count", int),
+            mean=_numbers(doc, "mean", n),
+            std=_numbers(doc, "std", n),
+            min=_numbers(doc, "min", n),
+            max=_numbers(doc, "max", n),
+            document=doc,
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str, name: str = "stats file") -> Stats:
+        if len(data) > MAX_FILE_BYTES:
+            raise StatsFileError(f"{name} is larger than {MAX_FILE_BYTES} bytes")
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise StatsFileError(f"{name} is not valid JSON: {exc}") from exc
+        try:
+            return cls.from_document(doc)
+        except StatsFileError as exc:
+            raise StatsFileError(f"{name}: {exc}") from None
+
+
+def dumps(doc: Mapping[str, Any]) -> bytes:
+    """Stats file bytes: indented JSON, integers kept exact, a final newline."""
+    return (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()
