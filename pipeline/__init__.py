@@ -4,9 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import load_stats  # noqa: E402
-from .config import JobConfig  # noqa: E402
-from .errors import (  # noqa: E402
+from .api import load_stats
+from .config import JobConfig
+from .errors import (
     DecodeError,
     ImgstatsError,
     InputError,
@@ -16,8 +16,8 @@ from .errors import (  # noqa: E402
     StoreError,
     UsageError,
 )
-from .job import ComputeResult, compute_stats  # noqa: E402
-from .stats import Stats  # noqa: E402
+from .job import ComputeResult, compute_stats
+from .stats import Stats
 
 __all__ = [
     "ComputeResult",

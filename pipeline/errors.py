@@ -29,6 +29,10 @@ class SourceNotFoundError(InputError, FileNotFoundError):
     """SOURCE does not exist or cannot be listed."""
 
 
+class SourceUnreachableError(InputError, OSError):
+    """SOURCE cannot be listed: access denied, bad credentials, unreachable endpoint."""
+
+
 class NoImagesError(InputError):
     """SOURCE holds no image files (after filters)."""
 

@@ -47,7 +47,8 @@ def dask_client(
         except (OSError, TimeoutError, ValueError) as exc:
             raise SchedulerError(f"cannot reach Dask scheduler at {scheduler}: {exc}") from exc
         with client:
-            log.info("attached to Dask scheduler %s (dashboard %s)", scheduler, client.dashboard_link)
+            log.info("attached to Dask scheduler %s (dashboard %s)", scheduler,
+                     client.dashboard_link)
             yield client
         return
     with (

@@ -15,10 +15,10 @@ import distributed
 from . import __version__
 from .config import JobConfig
 from .decode import CONVERSIONS, decoder_versions
-from .errors import InputError, LayoutError, TooManyErrorsError
+from .errors import InputError, LayoutError, SourceUnreachableError, TooManyErrorsError
 from .graph import dask_client, run_scan
 from .listing import list_images, make_shards
-from .location import resolve
+from .location import resolve, storage_errors
 from .scan import ScanResult
 from .stats import Stats, build_document, dumps
 from .store import open_store, version_name
@@ -47,9 +47,10 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
     store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
     store.check_writable()
     parent = max(store.versions(), default=None)
-    entries = list_images(
-        source.filesystem(), source.path, config.include, config.exclude, url=source.url
-    )
+    with storage_errors(source, "list source", SourceUnreachableError):
+        entries = list_images(
+            source.filesystem(), source.path, config.include, config.exclude, url=source.url
+        )
     log.info("listed %d image files (%d bytes) under %s", len(entries), _total(entries), source.url)
     with dask_client(
         config.scheduler_address,

@@ -6,17 +6,21 @@ never a live filesystem (s3fs is not fork-safe). Each process opens its own file
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 from fsspec.core import split_protocol
 
-from .errors import UsageError
+from .errors import ImgstatsError, UsageError
 
-__all__ = ["Location", "resolve"]
+__all__ = ["Location", "as_storage_error", "describe_error", "resolve", "storage_errors"]
+
+_SECRET_KEY = re.compile(r"key|secret|token|password|credential|session", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,29 @@ class Location:
 
     def filesystem(self) -> fsspec.AbstractFileSystem:
         """This process's filesystem instance for the location."""
-        return fsspec.filesystem(self.protocol, **self.storage_options)
+        try:
+            return fsspec.filesystem(self.protocol, **self.storage_options)
+        except (TypeError, ValueError) as exc:
+            reason = describe_error(exc, self.secrets())
+            raise UsageError(f"invalid storage options for {self.url}: {reason}") from exc
 
     def join(self, relative: str) -> str:
         """The filesystem path of ``relative`` under this folder."""
         return f"{self.path.rstrip('/')}/{relative}" if self.path else relative
+
+    def secrets(self) -> list[str]:
+        """Values in the storage options that must never be shown (keys, tokens...)."""
+        found: list[str] = []
+
+        def walk(options: Mapping[str, Any]) -> None:
+            for name, value in options.items():
+                if isinstance(value, Mapping):
+                    walk(value)
+                elif isinstance(value, str) and value and _SECRET_KEY.search(name):
+                    found.append(value)
+
+        walk(self.storage_options)
+        return found
 
     @property
     def is_process_local(self) -> bool:
@@ -64,3 +86,48 @@ def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> Locat
     path = cls._strip_protocol(url)
     canonical = cls.protocol if isinstance(cls.protocol, str) else cls.protocol[0]
     return Location(canonical, path.rstrip("/") or path, options)
+
+
+def describe_error(exc: BaseException, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """A one-line reason for a storage error, with any secret value blotted out."""
+    if isinstance(exc, FileNotFoundError):
+        text = "not found"
+    elif isinstance(exc, PermissionError):
+        text = "access denied"
+    else:
+        message = str(exc).strip() or type(exc).__name__
+        text = f"{type(exc).__name__}: {message.splitlines()[0][:300]}"
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """OSError, or an error of a storage client library (botocore, aiohttp...)."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, OSError) or module in {"botocore", "aiobotocore", "aiohttp", "s3fs"}
+
+
+def as_storage_error(
+    exc: BaseException, location: Location, action: str, error: type[ImgstatsError]
+) -> BaseException:
+    """``error("cannot ACTION URL: reason")`` for a storage failure; anything else unchanged."""
+    if isinstance(exc, ImgstatsError) or not _is_storage_error(exc):
+        return exc
+    converted = error(f"cannot {action} {location.url}: {describe_error(exc, location.secrets())}")
+    converted.__cause__ = exc
+    return converted
+
+
+@contextlib.contextmanager
+def storage_errors(
+    location: Location, action: str, error: type[ImgstatsError]
+) -> Iterator[None]:
+    """Turn storage failures inside the block into ``error("cannot ACTION URL: reason")``."""
+    try:
+        yield
+    except Exception as exc:
+        converted = as_storage_error(exc, location, action, error)
+        if converted is exc:
+            raise
+        raise converted from exc

@@ -37,7 +37,7 @@ from .errors import (
     StoreUnreachableError,
     UnsafeStoreError,
 )
-from .location import Location
+from .location import Location, as_storage_error, storage_errors
 from .stats import Stats
 
 __all__ = ["LATEST", "StatsStore", "open_store", "version_name"]
@@ -84,20 +84,28 @@ class StatsStore:
         """Every version number in the store, ascending (listing caches bypassed)."""
         try:
             names = self.fs.ls(self.location.path, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise self._unreachable("list", exc) from exc
+        except FileNotFoundError as exc:
+            if self._container_exists():
+                return []  # no folder yet, so no versions
+            raise as_storage_error(exc, self.location, "list store", StoreUnreachableError) from exc
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, "list store", StoreUnreachableError) from exc
         found = (parse_version_name(name.rstrip("/").rsplit("/", 1)[-1]) for name in names)
         return sorted(v for v in found if v is not None)
 
+    def _container_exists(self) -> bool:
+        """Whether what holds the store folder exists (a bucket on S3); folders are implicit."""
+        return True
+
     def read_bytes(self, name: str) -> bytes:
+        """A file's bytes; FileNotFoundError if it does not exist."""
+        path = self._path(name)
         try:
-            return self.fs.cat_file(self._path(name))
+            return self.fs.cat_file(path)
         except FileNotFoundError:
             raise
-        except OSError as exc:
-            raise self._unreachable("read", exc) from exc
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, "read store", StoreUnreachableError) from exc
 
     def load(self, version: int | None = None) -> Stats:
         """Version ``version``, or the newest (``latest.json``, else the highest listed)."""
@@ -127,10 +135,8 @@ class StatsStore:
                 f"store {self.url} cannot create files exclusively, so concurrent runs could "
                 "overwrite each other; use a local, s3:// or memory:// store"
             )
-        try:
+        with self._errors("create store"):
             self.fs.makedirs(self.location.path, exist_ok=True)
-        except OSError as exc:
-            raise self._unreachable("create", exc) from exc
 
     def write(self, build: Callable[[int, int | None], bytes], parent: int | None) -> int:
         """Create the next version with ``build(version, parent)``; returns its number.
@@ -147,8 +153,9 @@ class StatsStore:
                 log.info("version %d was taken by another run; trying the next", version)
                 version = max(max(self.versions(), default=0), version) + 1
                 continue
-            except OSError as exc:
-                raise StoreError(f"cannot write {self.url_of(version_name(version))}: {exc}") from exc
+            except Exception as exc:
+                action = f"write {version_name(version)} to"
+                raise as_storage_error(exc, self.location, action, StoreError) from exc
             self._publish_latest(version, data)
             return version
         raise StoreConflictError(f"gave up creating a version in {self.url} after many conflicts")
@@ -167,8 +174,10 @@ class StatsStore:
         except (ValueError, KeyError, TypeError):
             return 0  # a damaged latest.json is replaced
 
-    def _unreachable(self, action: str, exc: BaseException) -> StoreError:
-        return StoreUnreachableError(f"cannot {action} store {self.url}: {_reason(exc)}")
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """Storage failures inside the block become one-line :class:`StoreUnreachableError`."""
+        return storage_errors(self.location, action, StoreUnreachableError)
+
 
 
 class LocalStore(StatsStore):
@@ -234,24 +243,26 @@ class S3Store(StatsStore):
     _PROBE_PREFIX = ".imgstats-probe-"
 
     def check_writable(self) -> None:
-        super().check_writable()
+        # No makedirs: on S3 that would create a missing bucket instead of reporting it.
         self._probe()
 
     def _probe(self) -> None:
         """Write a throwaway key twice with ``IfNoneMatch="*"``: the second must be refused."""
         probe = self._path(f"{self._PROBE_PREFIX}{uuid.uuid4().hex}")
+        action = "write to store"
         try:
             self.fs.pipe_file(probe, b"probe", mode="create")
-            try:
-                self.fs.pipe_file(probe, b"probe", mode="create")
-            except FileExistsError:
-                honoured = True
-            else:
-                honoured = False
-        except OSError as exc:
-            raise self._unreachable("write to", exc) from exc
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, action, StoreUnreachableError) from exc
+        try:
+            self.fs.pipe_file(probe, b"probe", mode="create")
+            honoured = False
+        except FileExistsError:
+            honoured = True
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, action, StoreUnreachableError) from exc
         finally:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(Exception):  # best effort: a leftover probe is harmless
                 self.fs.rm_file(probe)
         if not honoured and not self.allow_unsafe:
             raise UnsafeStoreError(
@@ -261,6 +272,13 @@ class S3Store(StatsStore):
         if not honoured:
             log.warning("store %s ignores conditional writes; writing unsafely as asked", self.url)
             self.exclusive_create = False
+
+    def _container_exists(self) -> bool:
+        bucket = self.location.path.split("/", 1)[0]
+        try:
+            return bool(self.fs.exists(bucket))
+        except Exception:  # unreachable: treated as missing, the caller reports it
+            return False
 
     def _create(self, name: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(name), data, mode="create")
@@ -278,9 +296,10 @@ class S3Store(StatsStore):
             condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
             try:
                 self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
-            except OSError as exc:
+            except Exception as exc:
                 if not _precondition_failed(exc):
-                    raise StoreError(f"cannot publish {self.url_of(LATEST)}: {_reason(exc)}") from exc
+                    action = f"publish {LATEST} in"
+                    raise as_storage_error(exc, self.location, action, StoreError) from exc
                 continue  # another writer moved latest.json: look again
             finally:
                 self.fs.invalidate_cache(self._path(LATEST))
@@ -294,16 +313,6 @@ def _precondition_failed(exc: BaseException) -> bool:
     cause = exc.__cause__
     response = getattr(cause, "response", None) or {}
     return response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason for an I/O error, without the request details (which can hold secrets)."""
-    if isinstance(exc, FileNotFoundError):
-        return "not found (missing bucket or folder)"
-    if isinstance(exc, PermissionError):
-        return "access denied"
-    text = str(exc.args[-1] if exc.args else exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _fsync_dir(path: str) -> None:

@@ -62,3 +62,51 @@ def run_imgstats(*args: str, env: dict[str, str] | None = None, timeout: float =
 def imgstats():
     """The CLI runner (see :func:`run_imgstats`)."""
     return run_imgstats
+
+
+# --- S3: a real moto server over HTTP on 127.0.0.1 -------------------------------------------
+
+# Ambient credentials for every process the tests start (Dask workers, CLI subprocesses), set
+# before any of them: imgstats never needs explicit keys, as on a real cluster with roles.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a moto S3 server process, for the whole session."""
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "s3_server.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(server.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Iterator[tuple[object, dict]]:
+    """An s3fs filesystem on the moto server with a fresh bucket ``imgstats-test``, and the
+    storage options that reach it. The bucket and fsspec's instance cache are cleaned after."""
+    import s3fs
+
+    options = {"endpoint_url": s3_endpoint}
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
+    if fs.exists("imgstats-test"):
+        fs.rm("imgstats-test", recursive=True)
+    fs.mkdir("imgstats-test")
+    yield fs, options
+    fs.rm("imgstats-test", recursive=True)
+    s3fs.S3FileSystem.clear_instance_cache()
