@@ -45,12 +45,12 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
     started = time.perf_counter()
     source = resolve(config.source, config.source_options)
     store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
-    store.check_writable()
-    parent = max(store.versions(), default=None)
     with storage_errors(source, "list source", SourceUnreachableError):
         entries = list_images(
             source.filesystem(), source.path, config.include, config.exclude, url=source.url
         )
+    store.check_writable()
+    parent = max(store.versions(), default=None)
     log.info("listed %d image files (%d bytes) under %s", len(entries), _total(entries), source.url)
     with dask_client(
         config.scheduler_address,

@@ -23,7 +23,7 @@ from .errors import DecodeError
 from .listing import FileEntry, FileSet, Shard
 from .location import Location
 
-__all__ = ["FileRow", "ScanResult", "Skip", "scan_shard"]
+__all__ = ["FileRow", "ScanResult", "Skip", "read_files", "scan_shard"]
 
 #: Read failures that will not go away on a retry: the file is skipped with the reason.
 _PERMANENT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
@@ -108,7 +108,7 @@ def scan_shard(
     rows: list[FileRow] = []
     high = 0
     nbytes = 0
-    for entry, data in _read_all(fs, location, shard.files):
+    for entry, data in read_files(fs, location, shard.files):
         if isinstance(data, Skip):
             skipped.append(data)
             continue
@@ -146,7 +146,7 @@ def layout_key(decoded: Decoded) -> str:
     return f"{decoded.layout} {decoded.dtype}"
 
 
-def _read_all(
+def read_files(
     fs: Any, location: Location, files: Sequence[FileEntry]
 ) -> Iterator[tuple[FileEntry, bytes | Skip]]:
     """Each file's bytes (or why not), in order.

@@ -50,7 +50,7 @@ def _handler(upstream: str, behaviour: ProxyBehaviour) -> type[BaseHTTPRequestHa
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _body(self) -> bytes:
