@@ -61,7 +61,8 @@ class TestStoreConformance:
     def test_versions_are_numbered_from_one(self, store):
         assert [store.write(document, parent=None) for _ in range(3)] == [1, 2, 3]
         assert store.versions() == [1, 2, 3]
-        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.location.path, detail=False)}
+        listed = store.fs.ls(store.location.path, detail=False)
+        names = {path.rstrip("/").rsplit("/", 1)[-1] for path in listed}
         assert {"v000001.json", "v000002.json", "v000003.json", LATEST} <= names
         assert store.load().version == 3
         assert store.load(2).version == 2
