@@ -83,7 +83,7 @@ def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) ->
     if key not in doc:
         raise StatsFileError(f"stats file has no {key!r} key")
     value = doc[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise StatsFileError(f"stats file key {key!r} has the wrong type")
     return value
 
