@@ -1,4 +1,8 @@
-"""One ``compute`` run, end to end: config -> listing -> scan on Dask -> stats file in the store."""
+"""One ``compute`` run, end to end: config -> listing -> scan on Dask -> stats file in the store.
+
+When the store's latest version was built from the same source, mode and filters and has a
+per-file record, only new and changed files are read (see :mod:`pipeline.incremental`).
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,24 @@ from typing import Any
 import dask
 import distributed
 
-from . import __version__
+from . import __version__, incremental
 from .config import JobConfig
 from .decode import CONVERSIONS, decoder_versions
-from .errors import InputError, LayoutError, SourceUnreachableError, TooManyErrorsError
+from .errors import (
+    InputError,
+    LayoutError,
+    SourceUnreachableError,
+    StatsFileError,
+    TooManyErrorsError,
+)
 from .graph import dask_client, run_scan
-from .listing import list_images, make_shards
-from .location import resolve, storage_errors
+from .listing import FileEntry, list_images, make_shards
+from .location import Location, resolve, storage_errors
+from .moments import Moments
+from .record import FileRecord, record_name
 from .scan import ScanResult
 from .stats import Stats, build_document, dumps
-from .store import open_store, version_name
+from .store import StatsStore, open_store, version_name
 
 __all__ = ["ComputeResult", "compute_stats"]
 
@@ -29,19 +41,33 @@ log = logging.getLogger(__name__)
 
 #: Shards per worker thread at least, so large images still spread over every worker.
 SHARDS_PER_THREAD = 4
+#: Keys that say when and how a version was made, not what it holds.
+_RUN_KEYS = frozenset({"version", "parent", "created", "run", "record"})
 
 
 @dataclass(frozen=True)
 class ComputeResult:
-    """What a run did: the stats it wrote (or found unchanged) and where."""
+    """What a run did: the stats it wrote (or found unchanged) and where they are."""
 
     stats: Stats
     url: str
     written: bool
 
 
+@dataclass(frozen=True)
+class _Previous:
+    """The latest version and its record, when an incremental run can build on them."""
+
+    stats: Stats
+    record: FileRecord
+
+
 def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResult:
-    """Compute the exact per-channel statistics of ``config.source`` and store a new version."""
+    """Compute the exact per-channel statistics of ``config.source`` and store a new version.
+
+    Reads only new and changed files when the latest version allows it (unless
+    ``config.full``); writes nothing when the result equals the latest version.
+    """
     started = time.perf_counter()
     source = resolve(config.source, config.source_options)
     store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
@@ -49,29 +75,25 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         entries = list_images(
             source.filesystem(), source.path, config.include, config.exclude, url=source.url
         )
+    log.info("listed %d image files (%d bytes) under %s", len(entries), _bytes(entries), source.url)
     store.check_writable()
     parent = max(store.versions(), default=None)
-    log.info("listed %d image files (%d bytes) under %s", len(entries), _total(entries), source.url)
-    with dask_client(
-        config.scheduler_address,
-        config.workers,
-        config.threads_per_worker,
-        processes=not source.is_process_local,
-    ) as client:
-        threads = sum(client.nthreads().values()) or 1
-        shards = make_shards(
-            entries, config.shard_bytes, config.shard_files, min_shards=threads * SHARDS_PER_THREAD
+    previous = None if config.full or parent is None else _previous(store, parent, source, config)
+    if previous is None:
+        planned = incremental.Plan(entries, [], [], 0)
+        carried = ScanResult()
+    else:
+        planned = incremental.plan(entries, previous.record.entries())
+        carried = incremental.carry_over(previous.stats.document, previous.record, planned)
+        log.info(
+            "incremental run on version %d: %d files to read, %d unchanged, %d removed",
+            parent,
+            len(planned.to_read),
+            len(planned.reused),
+            planned.removed,
         )
-        log.info("decoding in %d shards on %d worker threads", len(shards), threads)
-        result = run_scan(
-            client,
-            source,
-            shards,
-            config.mode,
-            split_every=config.split_every,
-            max_image_pixels=config.max_image_pixels,
-            show_progress=show_progress,
-        )
+    scanned, shards, threads = _scan(planned.to_read, source, config, show_progress)
+    result = carried.merge(scanned)
     _check_errors(result, config, len(entries))
     layout_key, moments = _single_layout(result)
     if result.high_bit_depth and config.mode != "native":
@@ -81,49 +103,132 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
             result.high_bit_depth,
             config.mode,
         )
-    layout, dtype = layout_key.split(" ")
-    seconds = time.perf_counter() - started
+    keeps_record = isinstance(moments, Moments)
+    run = {
+        "files_read": len(planned.to_read),
+        "files_reused": len(planned.reused),
+        "files_removed": planned.removed,
+        "incremental": previous is not None,
+        "bytes_read": scanned.bytes_read,
+        "shards": shards,
+        "worker_threads": threads,
+        "task_seconds": round(scanned.seconds, 3),
+    }
 
-    def build(version: int, parent: int | None) -> bytes:
-        return dumps(
-            build_document(
-                version=version,
-                parent=parent,
-                created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                source=source.url,
-                mode=config.mode,
-                layout=layout,
-                dtype=dtype,
-                moments=moments,
-                image_count=result.images[layout_key],
-                skipped=[{"path": s.path, "error": s.error} for s in sorted(result.skipped)],
-                files={
-                    "count": result.files.count,
-                    "bytes": result.files.nbytes,
-                    "fingerprint": result.files.fingerprint,
-                },
-                run={
-                    "files_read": len(entries),
-                    "files_reused": 0,
-                    "files_removed": 0,
-                    "bytes_read": result.bytes_read,
-                    "shards": len(shards),
-                    "worker_threads": threads,
-                    "seconds": round(seconds, 3),
-                    "task_seconds": round(result.seconds, 3),
-                },
-                provenance=_provenance(config, result),
-                tool_version=__version__,
-            )
+    def build(version: int, parent: int | None) -> dict[str, Any]:
+        layout, dtype = layout_key.split(" ")
+        return build_document(
+            version=version,
+            parent=parent,
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            source=source.url,
+            mode=config.mode,
+            layout=layout,
+            dtype=dtype,
+            moments=moments,
+            image_count=result.images[layout_key],
+            skipped=[{"path": s.path, "error": s.error} for s in sorted(result.skipped)],
+            files={
+                "count": result.files.count,
+                "bytes": result.files.nbytes,
+                "fingerprint": result.files.fingerprint,
+            },
+            run={**run, "seconds": round(time.perf_counter() - started, 3)},
+            provenance=_provenance(config, result),
+            tool_version=__version__,
+            record=record_name(version) if keeps_record else None,
         )
 
-    version = store.write(build, parent)
+    if previous is not None and _same_content(build(0, None), previous.stats.document):
+        url = store.url_of(version_name(previous.stats.version))
+        log.info("nothing changed since version %d: no new version written", parent)
+        return ComputeResult(previous.stats, url, written=False)
+
+    version = store.write(lambda number, parent: dumps(build(number, parent)), parent)
     url = store.url_of(version_name(version))
+    if keeps_record:
+        kept = previous.record.take(planned.reused) if previous else FileRecord.from_rows([])
+        record = FileRecord.concat([kept, FileRecord.from_rows(scanned.rows)])
+        store.write_file(record_name(version), record.to_bytes())
     log.info("wrote %s", url)
-    return ComputeResult(store.load(version), url, True)
+    return ComputeResult(store.load(version), url, written=True)
 
 
-def _total(entries: list[Any]) -> int:
+def _scan(
+    files: list[FileEntry], source: Location, config: JobConfig, show_progress: bool
+) -> tuple[ScanResult, int, int]:
+    """Decode ``files`` on the cluster: the merged result, the number of shards and threads."""
+    if not files:
+        return ScanResult(), 0, 0
+    with dask_client(
+        config.scheduler_address,
+        config.workers,
+        config.threads_per_worker,
+        processes=not source.is_process_local,
+    ) as client:
+        threads = sum(client.nthreads().values()) or 1
+        shards = make_shards(
+            files, config.shard_bytes, config.shard_files, min_shards=threads * SHARDS_PER_THREAD
+        )
+        log.info("decoding %d files in %d shards on %d worker threads", len(files), len(shards),
+                 threads)
+        result = run_scan(
+            client,
+            source,
+            shards,
+            config.mode,
+            split_every=config.split_every,
+            max_image_pixels=config.max_image_pixels,
+            keep_rows=True,
+            show_progress=show_progress,
+        )
+    return result, len(shards), threads
+
+
+def _previous(
+    store: StatsStore, version: int, source: Location, config: JobConfig
+) -> _Previous | None:
+    """The latest version and its record if this run can build on them, else None."""
+    try:
+        stats = store.load(version)
+    except StatsFileError as exc:
+        log.warning("full run: version %d cannot be read (%s)", version, exc)
+        return None
+    doc = stats.document
+    provenance = doc.get("provenance") or {}
+    same = (
+        doc.get("source") == source.url
+        and doc.get("mode") == config.mode
+        and provenance.get("include") == list(config.include)
+        and provenance.get("exclude") == list(config.exclude)
+        and provenance.get("max_image_pixels") == config.max_image_pixels
+    )
+    if not same:
+        log.info("full run: version %d was built from another source, mode or filters", version)
+        return None
+    name = doc.get("record")
+    if not isinstance(name, str):
+        log.info("full run: version %d has no per-file record", version)
+        return None
+    try:
+        record = FileRecord.from_bytes(store.read_bytes(name), store.url_of(name))
+    except (FileNotFoundError, StatsFileError) as exc:
+        log.warning("full run: the record of version %d cannot be read (%s)", version, exc)
+        return None
+    if len(record) != doc["files"]["count"]:
+        log.warning("full run: the record of version %d does not match its stats", version)
+        return None
+    return _Previous(stats, record)
+
+
+def _same_content(new: dict[str, Any], old: Any) -> bool:
+    def content(doc: Any) -> dict[str, Any]:
+        return {k: v for k, v in dict(doc).items() if k not in _RUN_KEYS}
+
+    return content(new) == content(old)
+
+
+def _bytes(entries: list[FileEntry]) -> int:
     return sum(e.size for e in entries)
 
 
@@ -171,4 +276,3 @@ def _provenance(config: JobConfig, result: ScanResult) -> dict[str, Any]:
         "dask": dask.__version__,
         "distributed": distributed.__version__,
     }
-

@@ -58,6 +58,12 @@ class FileSet:
     def add(self, entry: FileEntry) -> FileSet:
         return self.merge(FileSet(1, entry.size, _entry_digest(entry)))
 
+    def remove(self, entry: FileEntry) -> FileSet:
+        """The set without ``entry`` (which must be in it)."""
+        return FileSet(
+            self.count - 1, self.nbytes - entry.size, (self.digest - _entry_digest(entry)) % 2**128
+        )
+
     def merge(self, other: FileSet) -> FileSet:
         return FileSet(
             self.count + other.count,

@@ -48,6 +48,7 @@ class FileRow:
     entry: FileEntry
     layout: str
     moments: mom.AnyMoments
+    high_bit_depth: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def scan_shard(
         high += decoded.high_bit_depth
         counted = counted.add(entry)
         if keep_rows:
-            rows.append(FileRow(entry, key, value))
+            rows.append(FileRow(entry, key, value, decoded.high_bit_depth))
     return ScanResult(
         totals,
         images,

@@ -49,6 +49,7 @@ def build_document(
     run: Mapping[str, Any],
     provenance: Mapping[str, Any],
     tool_version: str,
+    record: str | None = None,
 ) -> dict[str, Any]:
     """The stats file's content, in the contract's key order."""
     scale = scale_of(dtype)
@@ -73,6 +74,7 @@ def build_document(
         "std": list(std),
         "skipped": [dict(s) for s in skipped],
         "files": dict(files),
+        "record": record,
         "run": dict(run),
         "provenance": dict(provenance),
         "tool": {"name": "imgstats", "version": tool_version},

@@ -160,6 +160,13 @@ class StatsStore:
             return version
         raise StoreConflictError(f"gave up creating a version in {self.url} after many conflicts")
 
+    def write_file(self, name: str, data: bytes) -> None:
+        """Create a companion file (a version's record) exclusively and atomically."""
+        try:
+            self._create(name, data)
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, f"write {name} to", StoreError) from exc
+
     def _create(self, name: str, data: bytes) -> None:
         raise NotImplementedError
 

@@ -1,0 +1,138 @@
+"""The per-file record kept beside each version: every counted file and its exact moments.
+
+``v000002.files.parquet`` holds one row per counted file, sorted by path: its listing entry
+(path, size, ETag/mtime token), layout, whether it stores more than 8 bits per sample, and its
+per-channel pixel count, sums and sums of squares (decimal strings: exact at any size) and
+min/max. Incremental runs diff the listing against it and take old contributions out exactly.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import StatsFileError
+from .listing import FileEntry
+from .moments import Moments
+from .scan import FileRow
+
+__all__ = ["FileRecord", "record_name"]
+
+SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("token", pa.string()),
+        ("layout", pa.string()),
+        ("high_bit_depth", pa.bool_()),
+        ("count", pa.int64()),
+        ("sum", pa.list_(pa.string())),
+        ("sum_sq", pa.list_(pa.string())),
+        ("min", pa.list_(pa.int64())),
+        ("max", pa.list_(pa.int64())),
+    ]
+)
+
+
+def record_name(version: int) -> str:
+    """``v000002.files.parquet``: the record of version 2, named from it."""
+    return f"v{version:06d}.files.parquet"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """An immutable, path-sorted table of counted files (integer samples only)."""
+
+    table: pa.Table
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[FileRow]) -> FileRecord:
+        ordered = sorted(rows, key=lambda row: row.entry.path)
+        for row in ordered:
+            if not isinstance(row.moments, Moments):
+                raise TypeError("only integer samples have an exact per-file record")
+        columns = {
+            "path": [r.entry.path for r in ordered],
+            "size": [r.entry.size for r in ordered],
+            "token": [r.entry.token for r in ordered],
+            "layout": [r.layout for r in ordered],
+            "high_bit_depth": [r.high_bit_depth for r in ordered],
+            "count": [r.moments.count for r in ordered],
+            "sum": [[str(v) for v in r.moments.sum] for r in ordered],
+            "sum_sq": [[str(v) for v in r.moments.sum_sq] for r in ordered],
+            "min": [list(r.moments.min) for r in ordered],
+            "max": [list(r.moments.max) for r in ordered],
+        }
+        return cls(pa.table(columns, schema=SCHEMA))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "record") -> FileRecord:
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowException, OSError) as exc:
+            raise StatsFileError(f"{name} is not a readable Parquet file: {exc}") from exc
+        if not table.schema.equals(SCHEMA):
+            raise StatsFileError(f"{name} does not have the record schema")
+        return cls(table)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        pq.write_table(self.table, buffer, compression="zstd")
+        return buffer.getvalue()
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def entries(self) -> list[FileEntry]:
+        """The listing entries, in path order."""
+        columns = self.table.select(["path", "size", "token"]).to_pydict()
+        return [
+            FileEntry(p, s, t)
+            for p, s, t in zip(columns["path"], columns["size"], columns["token"], strict=True)
+        ]
+
+    def take(self, indices: Sequence[int]) -> FileRecord:
+        return FileRecord(self.table.take(pa.array(indices, type=pa.int64())))
+
+    def rows(self) -> list[FileRow]:
+        """Every row as a :class:`FileRow` with exact Python-integer moments."""
+        data = self.table.to_pydict()
+        return [
+            FileRow(
+                FileEntry(data["path"][i], data["size"][i], data["token"][i]),
+                data["layout"][i],
+                Moments(
+                    data["count"][i],
+                    tuple(int(v) for v in data["sum"][i]),
+                    tuple(int(v) for v in data["sum_sq"][i]),
+                    tuple(data["min"][i]),
+                    tuple(data["max"][i]),
+                ),
+                data["high_bit_depth"][i],
+            )
+            for i in range(self.table.num_rows)
+        ]
+
+    def extremes(self) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """Per-channel min and max over every row (vectorised), or None for no rows."""
+        if not self.table.num_rows:
+            return None
+        mins = np.asarray(self.table.column("min").combine_chunks().flatten())
+        maxs = np.asarray(self.table.column("max").combine_chunks().flatten())
+        channels = len(mins) // self.table.num_rows
+        return (
+            tuple(int(v) for v in mins.reshape(-1, channels).min(axis=0)),
+            tuple(int(v) for v in maxs.reshape(-1, channels).max(axis=0)),
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[FileRecord]) -> FileRecord:
+        """The rows of every part, sorted by path."""
+        table = pa.concat_tables([part.table for part in parts]).combine_chunks()
+        return FileRecord(table.take(pc.sort_indices(table, [("path", "ascending")])))
