@@ -1,0 +1,223 @@
+"""Incremental runs against fresh full runs, bit for bit, on real encoded images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from pipeline import JobConfig, compute_stats
+from pipeline.record import FileRecord
+
+#: Keys that describe the run, not the data: the only ones allowed to differ.
+RUN_KEYS = {"version", "parent", "created", "run", "record"}
+
+
+def save(path: Path, seed: int, size=(9, 13), fmt="PNG") -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path, fmt)
+
+
+def make_dataset(folder: Path, count: int = 12) -> None:
+    for i in range(count):
+        save(folder / f"d{i % 3}" / f"img{i:03d}.png", seed=i, size=(6 + i, 11))
+
+
+def content(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in RUN_KEYS}
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def run(tmp_path, scheduler):
+    """``run(**options)`` computes tmp_path/images into tmp_path/stats on the shared cluster."""
+
+    def compute(out="stats", **options):
+        config = JobConfig(
+            source=str(tmp_path / "images"),
+            out=str(tmp_path / out),
+            scheduler=scheduler,
+            **options,
+        )
+        return compute_stats(config)
+
+    return compute
+
+
+def check_equals_full_run(tmp_path, run, result, **options):
+    fresh = run(out=f"fresh-{time.monotonic_ns()}", full=True, **options)
+    assert content(result.stats.document) == content(fresh.stats.document)
+    assert result.stats.document["run"]["incremental"] is True
+
+
+def rename(folder: Path) -> None:
+    (folder / "d0" / "img000.png").rename(folder / "d2" / "renamed.png")
+
+
+def reencode(folder: Path) -> None:
+    save(folder / "d1" / "img001.png", seed=99, size=(7, 11))
+
+
+SCENARIOS = {
+    # name: (change the folder, files to read afterwards, files removed)
+    "add": (lambda f: save(f / "d0" / "new.png", seed=50), 1, 0),
+    "remove": (lambda f: (f / "d1" / "img004.png").unlink(), 0, 1),
+    "modify": (reencode, 1, 0),
+    "rename": (rename, 1, 1),
+    "add corrupt": (lambda f: (f / "d0" / "bad.png").write_bytes(b"\x89PNG broken"), 1, 0),
+    "add jpeg": (lambda f: save(f / "d2" / "photo.jpg", seed=7, size=(40, 30), fmt="JPEG"), 1, 0),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_incremental_equals_full_run(tmp_path, run, scenario):
+    change, expected_read, expected_removed = SCENARIOS[scenario]
+    make_dataset(tmp_path / "images")
+    first = run()
+    assert first.stats.document["run"]["files_read"] == 12
+    change(tmp_path / "images")
+    second = run()
+    assert second.written and second.stats.version == 2 and second.stats.parent == 1
+    assert second.stats.document["run"]["files_read"] == expected_read
+    assert second.stats.document["run"]["files_removed"] == expected_removed
+    check_equals_full_run(tmp_path, run, second)
+
+
+def test_fixed_corrupt_file_is_counted_next_run(tmp_path, run):
+    make_dataset(tmp_path / "images")
+    bad = tmp_path / "images" / "d0" / "later.png"
+    bad.write_bytes(b"not yet an image")
+    first = run()
+    assert [s["path"] for s in first.stats.skipped] == ["d0/later.png"]
+    save(bad, seed=123)
+    second = run()
+    assert second.stats.skipped == []
+    assert second.stats.image_count == first.stats.image_count + 1
+    assert second.stats.document["run"]["files_read"] == 1
+    check_equals_full_run(tmp_path, run, second)
+
+
+def test_nothing_changed_writes_nothing(tmp_path, run, imgstats, scheduler):
+    make_dataset(tmp_path / "images")
+    first = run()
+    before = snapshot(tmp_path / "stats")
+    again = run()
+    assert not again.written and again.stats.version == 1
+    done = imgstats("compute", str(tmp_path / "images"), "--out", str(tmp_path / "stats"),
+                    "--scheduler", scheduler)
+    assert done.returncode == 0, done.stderr
+    assert "nothing changed since version 1" in done.stderr
+    assert done.stdout.splitlines()[-1] == first.url
+    assert snapshot(tmp_path / "stats") == before
+
+
+def test_change_of_mode_or_filters_or_full_is_a_full_run(tmp_path, run):
+    make_dataset(tmp_path / "images")
+    run()
+    gray = run(mode="gray")
+    assert gray.stats.document["run"]["incremental"] is False
+    assert gray.stats.document["run"]["files_read"] == 12
+    filtered = run(mode="gray", exclude=("d1/*",))
+    assert filtered.stats.document["run"]["incremental"] is False
+    assert filtered.stats.image_count == 8
+    forced = run(mode="gray", exclude=("d1/*",), full=True)
+    assert forced.written is True and forced.stats.parent == filtered.stats.version
+    assert forced.stats.document["run"]["files_read"] == 8
+    assert content(forced.stats.document) == content(filtered.stats.document)
+
+
+def test_record_holds_exact_rows(tmp_path, run):
+    make_dataset(tmp_path / "images")
+    result = run()
+    name = result.stats.document["record"]
+    assert name == "v000001.files.parquet"
+    record = FileRecord.from_bytes((tmp_path / "stats" / name).read_bytes())
+    rows = record.rows()
+    assert [r.entry.path for r in rows] == sorted(r.entry.path for r in rows)
+    assert sum(r.moments.count for r in rows) == result.stats.pixel_count
+    for channel in range(3):
+        assert sum(r.moments.sum[channel] for r in rows) == result.stats.document["sum"][channel]
+        assert (sum(r.moments.sum_sq[channel] for r in rows)
+                == result.stats.document["sum_sq"][channel])
+
+
+def test_record_sums_beyond_int64_round_trip():
+    from pipeline.listing import FileEntry
+    from pipeline.moments import Moments
+    from pipeline.scan import FileRow
+
+    huge = 2**70 + 12345
+    row = FileRow(FileEntry("a.png", 1, "t"), "L uint16", Moments(2**40, (huge,), (huge * huge,),
+                                                                  (0,), (65535,)), True)
+    [back] = FileRecord.from_bytes(FileRecord.from_rows([row]).to_bytes()).rows()
+    assert back == row
+
+
+def test_killed_client_leaves_store_untouched(tmp_path, run, scheduler):
+    folder = tmp_path / "images"
+    make_dataset(folder, count=6)
+    run()
+    before = snapshot(tmp_path / "stats")
+    for i in range(200):  # enough work that the kill lands mid-run
+        save(folder / "more" / f"big{i:03d}.png", seed=1000 + i, size=(200, 160))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "compute", str(folder), "--out",
+         str(tmp_path / "stats"), "--workers", "1", "--debug"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"},
+    )
+    deadline = time.monotonic() + 60
+    for line in process.stderr:  # wait until tasks are running
+        if "decoding" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+    assert snapshot(tmp_path / "stats") == before
+    after = run()
+    assert after.written and after.stats.version == 2
+    assert after.stats.image_count == 206
+    check_equals_full_run(tmp_path, run, after)
+
+
+def test_incremental_on_s3_store(tmp_path, s3, scheduler):
+    fs, options = s3
+    folder = tmp_path / "images"
+    make_dataset(folder)
+
+    def compute(**extra):
+        return compute_stats(JobConfig(source=str(folder), out="s3://imgstats-test/stats",
+                                       store_options=options, scheduler=scheduler, **extra))
+
+    compute()
+    (folder / "d2" / "img002.png").unlink()
+    save(folder / "d0" / "added.png", seed=77)
+    second = compute()
+    assert second.stats.document["run"]["files_read"] == 1
+    assert second.stats.document["run"]["files_removed"] == 1
+    assert fs.exists("imgstats-test/stats/v000002.files.parquet")
+    fresh = compute_stats(JobConfig(source=str(folder), out=str(tmp_path / "fresh"),
+                                    scheduler=scheduler))
+    assert content(second.stats.document) == content(fresh.stats.document)
+    listing_before = sorted(fs.ls("imgstats-test/stats", detail=False, refresh=True))
+    assert not compute().written
+    assert sorted(fs.ls("imgstats-test/stats", detail=False, refresh=True)) == listing_before
+    assert json.loads(fs.cat_file("imgstats-test/stats/latest.json"))["version"] == 2
