@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
 from pipeline import JobConfig, compute_stats
 from pipeline.record import FileRecord
+
+from conftest import ROOT
 
 #: Keys that describe the run, not the data: the only ones allowed to differ.
 RUN_KEYS = {"version", "parent", "created", "run", "record"}
