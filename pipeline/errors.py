@@ -55,6 +55,14 @@ class StoreUnreachableError(StoreError):
     exit_code = 2
 
 
+class ResultNotStoredError(StoreError):
+    """The statistics were computed but could not be stored; ``document`` holds them."""
+
+    def __init__(self, message: str, document: dict[str, object]) -> None:
+        super().__init__(message)
+        self.document = document
+
+
 class StoreConflictError(StoreError, FileExistsError):
     """A version could not be created because it exists already."""
 

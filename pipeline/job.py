@@ -22,8 +22,10 @@ from .decode import CONVERSIONS, decoder_versions
 from .errors import (
     InputError,
     LayoutError,
+    ResultNotStoredError,
     SourceUnreachableError,
     StatsFileError,
+    StoreError,
     TooManyErrorsError,
 )
 from .graph import dask_client, run_scan
@@ -115,7 +117,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         "task_seconds": round(scanned.seconds, 3),
     }
 
-    def build(version: int, parent: int | None) -> dict[str, Any]:
+    def build(version: int | None, parent: int | None) -> dict[str, Any]:
         layout, dtype = layout_key.split(" ")
         return build_document(
             version=version,
@@ -144,12 +146,20 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         log.info("nothing changed since version %d: no new version written", parent)
         return ComputeResult(previous.stats, url, written=False)
 
-    version = store.write(lambda number, parent: dumps(build(number, parent)), parent)
+    try:
+        version = store.write(lambda number, parent: dumps(build(number, parent)), parent)
+    except StoreError as exc:
+        raise ResultNotStoredError(
+            f"{exc} (the computed statistics are printed on stdout)", build(None, parent)
+        ) from exc
     url = store.url_of(version_name(version))
     if keeps_record:
         kept = previous.record.take(planned.reused) if previous else FileRecord.from_rows([])
         record = FileRecord.concat([kept, FileRecord.from_rows(scanned.rows)])
-        store.write_file(record_name(version), record.to_bytes())
+        try:
+            store.write_file(record_name(version), record.to_bytes())
+        except StoreError as exc:  # the stats are stored; only the next run's shortcut is lost
+            log.warning("%s; the next run will read every file", exc)
     log.info("wrote %s", url)
     return ComputeResult(store.load(version), url, written=True)
 

@@ -35,7 +35,7 @@ def scale_of(dtype: str) -> int:
 
 def build_document(
     *,
-    version: int,
+    version: int | None,
     parent: int | None,
     created: str,
     source: str,
