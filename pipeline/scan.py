@@ -122,6 +122,9 @@ def scan_shard(
         except MemoryError:
             skipped.append(Skip(entry.path, "out of memory while decoding"))
             continue
+        except Exception as exc:  # a decoder bug on a hostile file must not fail the run
+            skipped.append(Skip(entry.path, f"cannot decode: {type(exc).__name__}: {exc}"))
+            continue
         key = layout_key(decoded)
         value = mom.from_pixels(decoded.pixels)
         totals[key] = totals[key].merge(value) if key in totals else value
