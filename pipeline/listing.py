@@ -160,16 +160,17 @@ def make_shards(
 ) -> list[Shard]:
     """Cut the sorted listing into contiguous shards.
 
-    A shard closes when it would exceed ``max_bytes`` or ``max_files``; for small collections
-    the byte limit is lowered so that there are at least ``min_shards`` shards (so large
-    images still spread over every worker). Deterministic for a given listing.
+    A shard closes when it would exceed ``max_bytes`` or ``max_files``. For small collections
+    both limits are lowered, so that there are at least ``min_shards`` shards when there are
+    that many files, and large images still spread over every worker. Deterministic for a
+    given listing.
     """
     entries = list(entries)
     if max_bytes <= 0 or max_files <= 0 or min_shards <= 0:
         raise ValueError("shard limits must be positive")
     total = sum(e.size for e in entries)
     max_bytes = max(1, min(max_bytes, math.ceil(total / min_shards)))
-    max_files = max(1, min(max_files, math.ceil(len(entries) / min_shards)))
+    max_files = max(1, min(max_files, len(entries) // min_shards))
     shards: list[Shard] = []
     current: list[FileEntry] = []
     size = 0
