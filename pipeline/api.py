@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import StatsFileError
 from .location import resolve
 from .stats import Stats
 from .store import open_store
@@ -22,6 +23,9 @@ def load_stats(
     """
     location = resolve(url, storage_options)
     if version is None and location.path.endswith(".json"):
-        fs = location.filesystem()
-        return Stats.from_json(fs.cat_file(location.path), location.url)
+        try:
+            data = location.filesystem().cat_file(location.path)
+        except FileNotFoundError:
+            raise StatsFileError(f"no stats file at {location.url}") from None
+        return Stats.from_json(data, location.url)
     return open_store(location).load(version)

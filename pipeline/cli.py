@@ -16,7 +16,7 @@ from typing import Any
 from . import __version__
 from .api import load_stats
 from .config import JobConfig, load_config_file, parse_json_options
-from .errors import ImgstatsError, StatsFileError
+from .errors import ImgstatsError, ResultNotStoredError, StatsFileError
 from .job import compute_stats
 from .location import resolve
 from .stats import Stats
@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument("--mode", choices=["rgb", "native", "gray"], help="pixel semantics")
     compute.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler")
     compute.add_argument("--workers", type=int, metavar="N", help="local cluster workers")
-    compute.add_argument("--threads-per-worker", type=int, metavar="N")
+    compute.add_argument(
+        "--threads-per-worker", type=int, metavar="N", help="threads per local cluster worker"
+    )
     compute.add_argument("--on-error", choices=["skip", "fail"], help="undecodable files")
     compute.add_argument("--max-errors", type=int, metavar="N", help="fail past N skipped files")
     compute.add_argument("--include", action="append", metavar="GLOB", help="keep matching paths")
@@ -65,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument("--source-options", metavar="JSON", help="fsspec options for SOURCE")
     compute.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
     compute.add_argument("--split-every", type=int, metavar="N", help="tree reduction fan-in")
-    compute.add_argument("--max-image-pixels", type=int, metavar="N", help="decompression bomb limit")
+    compute.add_argument(
+        "--max-image-pixels", type=int, metavar="N", help="decompression bomb limit"
+    )
     compute.add_argument("--unsafe-store", action="store_true", help="write to a store that "
                          "cannot create files exclusively")
     compute.add_argument("--full", action="store_true", help="read every file again")
@@ -74,13 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser(
         "show", parents=[common], help="print one version's stats and its Normalize line"
     )
-    show.add_argument("store", metavar="STORE_OR_FILE")
+    show.add_argument("store", metavar="STORE_OR_FILE", help="store folder/URL or one stats file")
     show.add_argument("--version", type=int, metavar="N", help="this version, not the latest")
     show.add_argument("--json", action="store_true", help="print the stats file itself")
     show.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
 
     history = commands.add_parser("history", parents=[common], help="one line per version")
-    history.add_argument("store", metavar="STORE")
+    history.add_argument("store", metavar="STORE", help="folder or URL of the versioned stats")
     history.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
     return parser
 
@@ -96,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "show":
             return _show(args)
         return _history(args)
+    except ResultNotStoredError as exc:
+        print(json.dumps(exc.document, indent=2))  # the work is not lost
+        return _fail(str(exc), exc.exit_code, debug)
     except ImgstatsError as exc:
         return _fail(str(exc), exc.exit_code, debug)
     except KeyboardInterrupt:
@@ -112,7 +119,9 @@ def _fail(message: str, code: int, debug: bool) -> int:
 
 
 def _configure_logging(debug: bool, quiet: bool) -> None:
-    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.INFO
+    # Warnings (skipped files, clipped 16-bit images) by default, progress only with --debug:
+    # a failure is then the one "imgstats: error:" line on stderr, as cron jobs expect.
+    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
@@ -142,6 +151,9 @@ def _compute(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     result = compute_stats(config, show_progress=not config.quiet)
     if not config.quiet:
+        if not result.written:
+            print(f"imgstats: nothing changed since version {result.stats.version}; "
+                  "no new version written", file=sys.stderr)
         print(result.url)
     return 0
 

@@ -79,7 +79,10 @@ class JobConfig:
         for required in ("source", "out"):
             if not checked.get(required):
                 raise UsageError(f"{origin}: {required!r} is required")
-        return cls(**checked)
+        try:
+            return cls(**checked)
+        except UsageError as exc:  # a value out of range: say where it came from
+            raise UsageError(f"{origin}: {exc}") from exc
 
 
 _INT_KEYS = {
@@ -134,6 +137,10 @@ def load_config_file(path: str) -> dict[str, Any]:
             values = yaml.safe_load(handle)
     except OSError as exc:
         raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config {path} is not UTF-8 text: {exc.reason}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"config {path} is nested too deeply") from exc
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"config {path} is not valid YAML: {first}") from exc

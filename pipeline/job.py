@@ -255,10 +255,11 @@ def _check_errors(result: ScanResult, config: JobConfig, listed: int) -> None:
             f"{len(skipped)} files could not be read, more than --max-errors "
             f"{config.max_errors}; no version written"
         )
+    if not result.moments:
+        first = f" (first: {skipped[0].path}: {skipped[0].error})" if skipped else ""
+        raise InputError(f"none of the {listed} image files could be decoded{first}")
     for skip in skipped:
         log.warning("skipped %s: %s", skip.path, skip.error)
-    if not result.moments:
-        raise InputError(f"none of the {listed} image files could be decoded")
 
 
 def _single_layout(result: ScanResult) -> tuple[str, Any]:

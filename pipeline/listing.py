@@ -131,9 +131,11 @@ def list_images(
     root = root.rstrip("/")
     try:
         if not fs.isdir(root):
-            kind = "not a folder" if fs.exists(root) else "does not exist"
+            kind = "is not a folder" if fs.exists(root) else "does not exist"
             raise SourceNotFoundError(f"source {shown} {kind}")
         found = fs.find(root, detail=True, withdirs=False)
+    except SourceNotFoundError:
+        raise
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise SourceNotFoundError(f"source {shown} does not exist") from exc
     except PermissionError as exc:

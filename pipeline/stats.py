@@ -96,7 +96,10 @@ def _numbers(doc: Mapping[str, Any], key: str, length: int) -> tuple[float, ...]
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
     ):
         raise StatsFileError(f"stats file key {key!r} must hold {length} numbers")
-    floats = tuple(float(v) for v in values)
+    try:
+        floats = tuple(float(v) for v in values)
+    except OverflowError:
+        raise StatsFileError(f"stats file key {key!r} holds a number too large") from None
     if not all(math.isfinite(v) for v in floats):
         raise StatsFileError(f"stats file key {key!r} holds a non-finite number")
     return floats
@@ -148,6 +151,12 @@ class Stats:
         if not channels or not all(isinstance(c, str) for c in channels):
             raise StatsFileError("stats file key 'channels' must list channel names")
         n = len(channels)
+        (scale,) = _numbers({"scale": [_require(doc, "scale", int | float)]}, "scale", 1)
+        if scale <= 0:
+            raise StatsFileError("stats file key 'scale' must be positive")
+        skipped = doc.get("skipped", [])
+        if not isinstance(skipped, list) or not all(isinstance(s, dict) for s in skipped):
+            raise StatsFileError("stats file key 'skipped' must be a list of objects")
         return cls(
             version=version,
             parent=parent,
@@ -155,7 +164,7 @@ class Stats:
             mode=_require(doc, "mode", str),
             channels=tuple(channels),
             dtype=_require(doc, "dtype", str),
-            scale=float(_require(doc, "scale", int | float)),
+            scale=scale,
             image_count=_require(doc, "image_count", int),
             pixel_count=_require(doc, "pixel_count", int),
             mean=_numbers(doc, "mean", n),

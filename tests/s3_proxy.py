@@ -28,15 +28,18 @@ class ProxyBehaviour:
     fault_rate: float = 0.0  # share of requests answered with a fault
     faults: tuple[str, ...] = ("500", "503", "drop")
     seed: int = 0
+    objects_only: bool = False  # faults only on object GETs (listing and writes go through)
     counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
 
-    def pick_fault(self) -> str | None:
+    def pick_fault(self, method: str, path: str) -> str | None:
+        is_object_read = method == "GET" and "?" not in path and path.strip("/").count("/") >= 1
         with self._lock:
-            if self.fault_rate and self._random.random() < self.fault_rate:
+            eligible = is_object_read or not self.objects_only
+            if eligible and self.fault_rate and self._random.random() < self.fault_rate:
                 fault = self._random.choice(self.faults)
                 self.counts[fault] += 1
                 return fault
@@ -67,7 +70,7 @@ def _handler(upstream: str, behaviour: ProxyBehaviour) -> type[BaseHTTPRequestHa
 
         def _forward(self) -> None:
             body = self._body()
-            fault = behaviour.pick_fault()
+            fault = behaviour.pick_fault(self.command, self.path)
             if fault == "drop":
                 self.close_connection = True
                 self.connection.close()

@@ -1,0 +1,481 @@
+"""However the work is split, the numbers are the same, bit for bit.
+
+Real files, a real Dask cluster: ``compute_stats`` with many shard and tree-reduction settings,
+``run_scan`` with hand-made shards (one file each, seven files each, everything in one shard),
+shards of very different sizes, plus pure tests of the listing and of ``make_shards``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from distributed import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pipeline import JobConfig, compute_stats
+from pipeline.decode import DEFAULT_MAX_IMAGE_PIXELS
+from pipeline.errors import InputError, NoImagesError, SourceNotFoundError
+from pipeline.graph import run_scan
+from pipeline.job import SHARDS_PER_THREAD
+from pipeline.listing import DEFAULT_SHARD_FILES, FileEntry, list_images, make_shards
+from pipeline.location import resolve
+from pipeline.moments import Moments
+
+from reference import Reference, pil_pixels, reference_stats
+
+#: Keys that legitimately differ between two runs over the same data.
+RUN_KEYS = ("created", "run", "version")
+
+_run_ids = itertools.count()
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def _write_mixed_corpus(root, count: int = 23, seed: int = 7) -> None:
+    """``count`` small images in several formats and folders, all decoded to RGB in rgb mode."""
+    rng = np.random.default_rng(seed)
+    formats = [("png", {}), ("bmp", {}), ("jpg", {"quality": 90}), ("webp", {"lossless": True}),
+               ("tif", {}), ("gif", {}), ("ppm", {})]  # fmt: skip
+    for i in range(count):
+        extension, options = formats[i % len(formats)]
+        height, width = int(rng.integers(5, 40)), int(rng.integers(7, 50))
+        channels = 4 if i % 5 == 0 and extension in ("png", "webp", "tif") else 3
+        pixels = rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+        if extension == "gif":
+            image = image.convert("RGB").quantize(64)
+        folder = root / f"class{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"img{i:03d}.{extension}", **options)
+
+
+def rgb_reference(paths) -> Reference:
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(pil_pixels(image.convert("RGB")))
+    return reference_stats(images, 255)
+
+
+def image_files(root) -> list:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def comparable(doc) -> dict:
+    return {k: v for k, v in doc.items() if k not in RUN_KEYS}
+
+
+def compute(source, out_root, scheduler, **options) -> dict:
+    out = out_root / f"stats-{next(_run_ids)}"
+    result = compute_stats(
+        JobConfig(source=str(source), out=str(out), scheduler=scheduler, **options)
+    )
+    return dict(result.stats.document)
+
+
+def assert_reference(doc, ref: Reference) -> None:
+    assert {key: doc[key] for key in Reference.KEYS} == ref.as_document()
+    assert doc["skipped"] == []
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mixed")
+    _write_mixed_corpus(root)
+    return root, rgb_reference(image_files(root))
+
+
+@pytest.fixture(scope="module")
+def baseline(corpus, cluster, tmp_path_factory):
+    """A run with the default shard limits and fan-in."""
+    root, ref = corpus
+    doc = compute(root, tmp_path_factory.mktemp("baseline"), cluster.scheduler_address)
+    assert_reference(doc, ref)
+    return doc
+
+
+# --- compute_stats: shard limits and fan-in -----------------------------------------------------
+
+
+@pytest.mark.parametrize("split_every", [2, 3, 8])
+@pytest.mark.parametrize("shard_files", [1, 7, 10**9])
+def test_compute_same_document_for_any_split(
+    shard_files, split_every, corpus, baseline, tmp_path, scheduler
+):
+    root, ref = corpus
+    doc = compute(root, tmp_path, scheduler, shard_files=shard_files, split_every=split_every)
+    assert comparable(doc) == comparable(baseline)
+    assert_reference(doc, ref)
+    if shard_files == 1:
+        assert doc["run"]["shards"] == ref.image_count  # really one file per task
+    else:
+        assert 1 <= doc["run"]["shards"] < ref.image_count
+
+
+# --- run_scan with hand-made shards: 1 file, 7 files, everything in one shard -----------------
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster.scheduler_address, set_as_default=False) as connected:
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def one_shard_result(corpus, client):
+    root, _ = corpus
+    location = resolve(str(root))
+    entries = list_images(location.filesystem(), location.path)
+    shards = make_shards(entries, max_bytes=10**12, max_files=10**9, min_shards=1)
+    assert len(shards) == 1
+    return run_scan(
+        client, location, shards, "rgb", split_every=2, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS
+    )
+
+
+def _as_reference(result) -> Reference:
+    """A ScanResult's single layout, finalised, in the reference's terms."""
+    [(key, moments)] = result.moments.items()
+    assert key == "RGB uint8"
+    mean, std = moments.finalize(255)
+    return Reference(
+        result.images[key],
+        moments.count,
+        moments.sum,
+        moments.sum_sq,
+        moments.min,
+        moments.max,
+        mean,
+        std,
+        255,
+    )
+
+
+@pytest.mark.parametrize("split_every", [2, 3, 8])
+@pytest.mark.parametrize("files_per_shard", [1, 7, 10**9])
+def test_run_scan_same_moments_for_any_split(
+    files_per_shard, split_every, corpus, client, one_shard_result
+):
+    root, ref = corpus
+    location = resolve(str(root))
+    entries = list_images(location.filesystem(), location.path)
+    shards = make_shards(entries, max_bytes=10**12, max_files=files_per_shard, min_shards=1)
+    assert len(shards) == math.ceil(len(entries) / min(files_per_shard, len(entries)))
+    result = run_scan(
+        client,
+        location,
+        shards,
+        "rgb",
+        split_every=split_every,
+        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    )
+    assert result.moments == one_shard_result.moments
+    assert result.images == one_shard_result.images
+    assert result.files == one_shard_result.files
+    assert result.skipped == ()
+    assert _as_reference(result) == ref
+
+
+def test_run_scan_rows_match_reference_per_file(corpus, client):
+    """Per-file moments (kept for incremental runs) are exact too, file by file."""
+    root, _ = corpus
+    location = resolve(str(root))
+    entries = list_images(location.filesystem(), location.path)
+    shards = make_shards(entries, max_bytes=10**12, max_files=5, min_shards=1)
+    result = run_scan(
+        client,
+        location,
+        shards,
+        "rgb",
+        split_every=3,
+        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        keep_rows=True,
+    )
+    rows = {row.entry.path: row for row in result.rows}
+    assert sorted(rows) == [e.path for e in entries]
+    for entry in entries:
+        ref = rgb_reference([root / entry.path])
+        row = rows[entry.path]
+        assert row.layout == "RGB uint8"
+        assert row.entry == entry
+        got = row.moments
+        assert (got.count, got.sum, got.sum_sq) == (ref.pixel_count, ref.sum, ref.sum_sq)
+        assert (got.min, got.max) == (ref.min, ref.max), entry.path
+
+
+# --- shards of very different sizes --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lopsided(tmp_path_factory):
+    """One large bright image among many tiny dark ones.
+
+    Any split that puts the large image in a shard of its own (or with few tiny ones) gives
+    per-shard means far apart, so an unweighted average of shard means is far from the truth.
+    """
+    root = tmp_path_factory.mktemp("lopsided")
+    rng = np.random.default_rng(11)
+    arrays = []
+    for prefix in ("a", "z"):
+        for i in range(20):
+            tiny = rng.integers(0, 31, size=(5, 7, 3), dtype=np.uint8)
+            Image.fromarray(tiny).save(root / f"{prefix}{i:02d}.png")
+            arrays.append(tiny)
+    huge = rng.integers(200, 256, size=(160, 200, 3), dtype=np.uint8)
+    Image.fromarray(huge).save(root / "m_huge.png")
+    arrays.append(huge)
+    return root, reference_stats([a.tolist() for a in arrays], 255)
+
+
+@pytest.mark.parametrize("split_every", [2, 3])
+@pytest.mark.parametrize("shard_bytes", [1, 1000])
+def test_uneven_shards_are_weighted(
+    shard_bytes, split_every, lopsided, tmp_path, scheduler, client
+):
+    root, ref = lopsided
+    doc = compute(root, tmp_path, scheduler, shard_bytes=shard_bytes, split_every=split_every)
+    assert_reference(doc, ref)
+    # the split the run really used, rebuilt: uneven, so an unweighted merge would be wrong
+    location = resolve(str(root))
+    entries = list_images(location.filesystem(), location.path)
+    min_shards = doc["run"]["worker_threads"] * SHARDS_PER_THREAD
+    shards = make_shards(entries, shard_bytes, DEFAULT_SHARD_FILES, min_shards=min_shards)
+    assert len(shards) == doc["run"]["shards"] > 1
+    shard_refs = [rgb_reference([root / e.path for e in shard.files]) for shard in shards]
+    pixel_counts = [r.pixel_count for r in shard_refs]
+    assert max(pixel_counts) > 100 * min(pixel_counts)
+    for c in range(3):
+        unweighted = sum(r.mean[c] for r in shard_refs) / len(shard_refs)
+        assert abs(unweighted - ref.mean[c]) > 0.2
+        weighted = sum(r.sum[c] for r in shard_refs) / (ref.pixel_count * 255)
+        assert weighted == ref.mean[c] == doc["mean"][c]
+    # and the same numbers as everything in one shard
+    one = run_scan(
+        client,
+        location,
+        make_shards(entries, 10**12, 10**9, min_shards=1),
+        "rgb",
+        split_every=2,
+        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    )
+    assert _as_reference(one) == ref
+
+
+# --- make_shards, pure ---------------------------------------------------------------------------
+
+
+def _entries(sizes) -> list[FileEntry]:
+    return [FileEntry(f"f{i:05d}.png", size, f"t{i}") for i, size in enumerate(sizes)]
+
+
+sizes_strategy = st.lists(st.integers(0, 5000), min_size=0, max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes_strategy, st.integers(1, 8000), st.integers(1, 20), st.integers(1, 16))
+def test_make_shards_partition(sizes, max_bytes, max_files, min_shards):
+    entries = _entries(sizes)
+    shards = make_shards(entries, max_bytes, max_files, min_shards)
+    assert make_shards(entries, max_bytes, max_files, min_shards) == shards  # deterministic
+    assert [s.index for s in shards] == list(range(len(shards)))
+    assert [e for s in shards for e in s.files] == entries  # contiguous, each file once, in order
+    assert all(s.files for s in shards)
+    for shard in shards:
+        assert len(shard.files) <= max_files
+        assert shard.nbytes <= max_bytes or len(shard.files) == 1
+        assert shard.nbytes == sum(e.size for e in shard.files)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes_strategy, st.integers(1, 8000), st.integers(1, 20))
+def test_make_shards_greedy_without_min_shards(sizes, max_bytes, max_files):
+    """A shard closes only when the next file would break a limit."""
+    shards = make_shards(_entries(sizes), max_bytes, max_files, min_shards=1)
+    for shard, following in itertools.pairwise(shards):
+        full = len(shard.files) == max_files
+        assert full or shard.nbytes + following.files[0].size > max_bytes
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes_strategy, st.integers(1, 16))
+def test_make_shards_min_shards(sizes, min_shards):
+    """Small collections are cut into at least min_shards shards (or one file per shard)."""
+    entries = _entries(sizes)
+    shards = make_shards(entries, min_shards=min_shards)
+    assert len(shards) >= min(min_shards, len(entries))
+
+
+def test_make_shards_min_shards_equal_small_files():
+    """Ten one-byte files, six workers' worth of shards requested."""
+    shards = make_shards(_entries([1] * 10), min_shards=6)
+    assert len(shards) >= 6, [len(s.files) for s in shards]
+
+
+def test_make_shards_examples():
+    assert make_shards([]) == []
+    entries = _entries([10, 10, 10, 100, 10, 10])
+    cut = [[e.path for e in s.files] for s in make_shards(entries, max_bytes=25, max_files=9)]
+    assert cut == [
+        ["f00000.png", "f00001.png"],
+        ["f00002.png"],
+        ["f00003.png"],  # larger than the limit: alone
+        ["f00004.png", "f00005.png"],
+    ]
+    by_files = make_shards(entries, max_bytes=10**6, max_files=4)
+    assert [len(s.files) for s in by_files] == [4, 2]
+    assert len(make_shards(entries, min_shards=3)) >= 3
+    for bad in ({"max_bytes": 0}, {"max_files": 0}, {"min_shards": 0}):
+        with pytest.raises(ValueError):
+            make_shards(entries, **bad)
+
+
+# --- list_images ---------------------------------------------------------------------------------
+
+IMAGES = [
+    "A/upper.PNG",
+    "a/b/deep.png",
+    "a/mixed.JpEg",
+    "c.jpg",
+    "d.TIFF",
+    "e.tif",
+    "f.webp",
+    "g.BMP",
+    "h.gif",
+    "i.ppm",
+    "j.pgm",
+    "k.pbm",
+    "folder.png/inside.jpg",
+]
+NOT_IMAGES = [
+    ".hidden.png",
+    ".git/objects/x.png",
+    "a/.cache/y.jpg",
+    "notes.txt",
+    "archive.png.zip",
+    "noext",
+    "png",
+    "a/b/readme.md",
+    "photo.jpg~",
+    "data.json",
+]
+
+
+def _populate(write) -> None:
+    for i, name in enumerate(IMAGES + NOT_IMAGES):
+        write(name, b"x" * (i + 1))
+
+
+def _expected_sizes() -> dict[str, int]:
+    return {name: i + 1 for i, name in enumerate(IMAGES)}
+
+
+@pytest.fixture
+def local_tree(tmp_path):
+    root = tmp_path / ".parent_may_be_hidden" / "data"
+
+    def write(name, data):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    _populate(write)
+    return root
+
+
+@pytest.fixture
+def memory_tree(memfs):
+    _populate(lambda name, data: memfs.pipe(f"/data/{name}", data))
+    return memfs
+
+
+def _check_listing(entries) -> None:
+    paths = [e.path for e in entries]
+    assert paths == sorted(IMAGES)
+    assert {e.path: e.size for e in entries} == _expected_sizes()
+    assert all(e.token for e in entries)
+
+
+def test_list_images_local(local_tree):
+    location = resolve(str(local_tree))
+    _check_listing(list_images(location.filesystem(), location.path))
+    # a trailing slash and a file:// URL list the same files
+    again = resolve(f"file://{local_tree}/")
+    assert list_images(again.filesystem(), again.path) == list_images(
+        location.filesystem(), location.path
+    )
+
+
+def test_list_images_memory(memory_tree):
+    location = resolve("memory://data")
+    _check_listing(list_images(location.filesystem(), location.path))
+    _check_listing(list_images(memory_tree, "/data"))
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "expected"),
+    [
+        (("a/*",), (), ["a/b/deep.png", "a/mixed.JpEg"]),  # * crosses /
+        (("*.png", "*.PNG"), (), ["A/upper.PNG", "a/b/deep.png"]),
+        (("*.png",), (), ["a/b/deep.png"]),  # patterns are case-sensitive
+        ((), ("*.gif", "a/*", "folder.png/*"), None),
+        (("[cd]*",), ("*.TIFF",), ["c.jpg"]),
+    ],
+)
+def test_list_images_filters(local_tree, memory_tree, include, exclude, expected):
+    if expected is None:
+        expected = sorted(
+            n for n in IMAGES if n != "h.gif" and not n.startswith(("a/", "folder.png/"))
+        )
+    for fs, root in ((resolve(str(local_tree)).filesystem(), str(local_tree)),
+                     (memory_tree, "/data")):  # fmt: skip
+        entries = list_images(fs, root, include=include, exclude=exclude)
+        assert [e.path for e in entries] == expected
+
+
+def test_list_images_missing_source(tmp_path, memfs):
+    location = resolve(str(tmp_path / "nowhere"))
+    with pytest.raises(SourceNotFoundError) as raised:
+        list_images(location.filesystem(), location.path)
+    assert raised.value.exit_code == 2
+    (tmp_path / "file.png").write_bytes(b"x")
+    file_location = resolve(str(tmp_path / "file.png"))
+    with pytest.raises(SourceNotFoundError):
+        list_images(file_location.filesystem(), file_location.path)
+    with pytest.raises(SourceNotFoundError):
+        list_images(memfs, "/nowhere")
+
+
+def test_list_images_no_images(tmp_path, memfs, local_tree):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("hello")
+    (tmp_path / "docs" / ".hidden.png").write_bytes(b"x")
+    location = resolve(str(tmp_path / "docs"))
+    with pytest.raises(NoImagesError) as raised:
+        list_images(location.filesystem(), location.path)
+    assert isinstance(raised.value, InputError) and raised.value.exit_code == 2
+    memfs.pipe("/empty/readme.md", b"x")
+    with pytest.raises(NoImagesError):
+        list_images(memfs, "/empty")
+    local = resolve(str(local_tree))
+    with pytest.raises(NoImagesError):
+        list_images(local.filesystem(), local.path, include=("*.exr",))
+
+
+def test_compute_missing_source_is_input_error(tmp_path, scheduler):
+    with pytest.raises(SourceNotFoundError) as raised:
+        compute(tmp_path / "nowhere", tmp_path, scheduler)
+    assert raised.value.exit_code == 2
+    assert not list(tmp_path.glob("stats-*/v*.json"))
+
+
+def test_moments_type_is_exact_in_scan(one_shard_result):
+    """The merged result holds exact integer moments, not floats."""
+    [moments] = one_shard_result.moments.values()
+    assert isinstance(moments, Moments)
+    assert all(type(v) is int for v in (*moments.sum, *moments.sum_sq))
