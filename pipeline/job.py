@@ -138,7 +138,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
             run={**run, "seconds": round(time.perf_counter() - started, 3)},
             provenance=_provenance(config, result),
             tool_version=__version__,
-            record=record_name(version) if keeps_record else None,
+            record=record_name(version) if keeps_record and version is not None else None,
         )
 
     if previous is not None and _same_content(build(0, None), previous.stats.document):

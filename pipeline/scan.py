@@ -166,9 +166,13 @@ def read_files(
     for window in _windows(files):
         paths = [location.join(entry.path) for entry in window]
         fetched = sync(fs.loop, _fetch_concurrently, fs, paths)
-        for entry, path, data in zip(window, paths, fetched, strict=True):
-            # A failed fetch goes through the sequential path: retried, or skipped if permanent.
-            yield entry, _read(fs, path, entry) if isinstance(data, BaseException) else data
+        for entry, data in zip(window, fetched, strict=True):
+            if isinstance(data, _PERMANENT_READ_ERRORS):
+                yield entry, Skip(entry.path, f"cannot read: {type(data).__name__}")
+            elif isinstance(data, BaseException):
+                raise data  # the client library retried it already: the task fails, Dask retries
+            else:
+                yield entry, data
 
 
 def _windows(files: Sequence[FileEntry]) -> Iterator[Sequence[FileEntry]]:

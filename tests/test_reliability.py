@@ -1,0 +1,163 @@
+"""Faults: killed workers, flaky and dead storage, a full disk, odd names. Real processes and
+servers, bounded in time; the result is exact or the failure is one clear line with the store
+untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+from PIL import Image
+
+from pipeline import JobConfig, compute_stats
+
+from s3_proxy import ProxyBehaviour, s3_proxy
+
+BUCKET = "imgstats-test"
+RUN_KEYS = {"version", "parent", "created", "run", "record", "source", "files", "provenance"}
+ODD_NAMES = ["with space.png", "ünïcødé.png", "hash#1.png", "what?.png", "100%.png",
+             "-leading-dash.png", "dir with space/x.png", "a" * 200 + ".png"]
+
+
+def content(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in RUN_KEYS}
+
+
+def write_images(folder, count, size=(24, 32), names=None):
+    rng = np.random.default_rng(11)
+    names = names or [f"d{i % 4}/img{i:04d}.png" for i in range(count)]
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path, "PNG")
+
+
+@pytest.fixture
+def reference(tmp_path, scheduler):
+    """The statistics of a folder, computed on the healthy shared cluster."""
+
+    def compute(folder):
+        config = JobConfig(source=str(folder), out=str(tmp_path / f"ref-{time.monotonic_ns()}"),
+                           scheduler=scheduler)
+        return compute_stats(config).stats.document
+
+    return compute
+
+
+def test_worker_killed_mid_run_is_exact(tmp_path, reference):
+    folder = tmp_path / "images"
+    write_images(folder, 160, size=(300, 240))
+    expected = reference(folder)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        outcome: dict = {}
+
+        def run() -> None:
+            config = JobConfig(source=str(folder), out=str(tmp_path / "stats"),
+                               scheduler=cluster.scheduler_address, shard_files=4)
+            try:
+                outcome["result"] = compute_stats(config)
+            except BaseException as exc:  # reported by the assertion below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(client.processing().values()):
+            time.sleep(0.05)
+        time.sleep(0.3)  # let tasks get going on both workers
+        victim = sorted(pids.values())[0]
+        os.kill(victim, signal.SIGKILL)
+        thread.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert content(outcome["result"].stats.document) == content(expected)
+
+
+@pytest.fixture
+def s3_images(tmp_path, s3):
+    fs, options = s3
+    folder = tmp_path / "images"
+    write_images(folder, 24)
+    for path in sorted(folder.rglob("*.png")):
+        fs.put_file(str(path), f"{BUCKET}/images/{path.relative_to(folder).as_posix()}")
+    return folder, fs, options
+
+
+def test_transient_storage_faults_are_retried_exactly(s3_images, s3_endpoint, tmp_path,
+                                                      reference, scheduler):
+    folder, _, _ = s3_images
+    behaviour = ProxyBehaviour(fault_rate=0.15, seed=5)
+    with s3_proxy(s3_endpoint, behaviour) as proxy:
+        options = {"endpoint_url": proxy, "config_kwargs": {"retries": {"max_attempts": 10}}}
+        result = compute_stats(JobConfig(source=f"s3://{BUCKET}/images", out=str(tmp_path / "st"),
+                                         source_options=options, scheduler=scheduler))
+    faults = sum(n for kind, n in behaviour.counts.items() if kind != "forwarded")
+    assert faults > 0, behaviour.counts  # the faults did happen
+    assert content(result.stats.document) == content(reference(folder))
+
+
+@pytest.mark.slow  # ~30 s: every request is retried by botocore and s3fs, every task by Dask
+def test_permanent_storage_faults_fail_with_one_line(s3_images, s3_endpoint, tmp_path, imgstats,
+                                                     scheduler):
+    behaviour = ProxyBehaviour(fault_rate=1.0, objects_only=True, faults=("503",))
+    with s3_proxy(s3_endpoint, behaviour) as proxy:
+        options = {"endpoint_url": proxy, "config_kwargs": {"retries": {"max_attempts": 1}}}
+        done = imgstats("compute", f"s3://{BUCKET}/images", "--out", str(tmp_path / "st"),
+                        "--scheduler", scheduler, "--source-options", json.dumps(options))
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("imgstats: error: run failed")
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "st").exists() or not any((tmp_path / "st").iterdir())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 16 KiB tmpfs: a store on a full disk (needs root and mount; skipped elsewhere)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    (mount / "filler").write_bytes(b"\0" * 14 * 1024)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_disk_fails_cleanly_and_prints_the_figures(tmp_path, tiny_disk, imgstats, scheduler):
+    folder = tmp_path / "images"
+    write_images(folder, 8)
+    done = imgstats("compute", str(folder), "--out", str(tiny_disk / "stats"),
+                    "--scheduler", scheduler)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "No space left on device" in done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["image_count"] == 8 and len(printed["mean"]) == 3
+    assert list((tiny_disk / "stats").iterdir()) == []  # no version, no temp file
+
+
+def test_odd_names_local_and_s3(tmp_path, s3, reference, scheduler):
+    fs, options = s3
+    folder = tmp_path / "odd"
+    write_images(folder, 0, names=ODD_NAMES)
+    local = reference(folder)
+    assert local["image_count"] == len(ODD_NAMES)
+    for path in sorted(folder.rglob("*.png")):
+        fs.put_file(str(path), f"{BUCKET}/odd/{path.relative_to(folder).as_posix()}")
+    fs.pipe_file(f"{BUCKET}/odd/../escape.png", fs.cat_file(f"{BUCKET}/odd/hash#1.png"))
+    remote = compute_stats(JobConfig(source=f"s3://{BUCKET}/odd", out=f"s3://{BUCKET}/st",
+                                     source_options=options, store_options=options,
+                                     scheduler=scheduler))
+    assert content(remote.stats.document) == content(local)
+    written = fs.find(f"{BUCKET}/st")
+    assert all(path.startswith(f"{BUCKET}/st/") for path in written)
