@@ -1,0 +1,74 @@
+"""Load: many pages of S3 listing, one shard of very many files, memory that stays bounded.
+Slow (run with ``-m slow``); each prints its figures for the README's reliability section."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.listing import list_images
+from pipeline.location import resolve
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "imgstats-test"
+
+
+def tiny_png(value: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4, 3), value % 256, dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_listing_20000_objects_over_many_pages(s3):
+    fs, options = s3
+    payloads = {f"{BUCKET}/many/{i // 1000:02d}/{i:06d}.png": tiny_png(i) for i in range(20_000)}
+    payloads[f"{BUCKET}/many/notes.txt"] = b"not an image"
+    fs.pipe(payloads)
+    location = resolve(f"s3://{BUCKET}/many", options)
+    started = time.perf_counter()
+    entries = list_images(location.filesystem(), location.path)
+    seconds = time.perf_counter() - started
+    print(f"listed {len(entries)} objects in {seconds:.1f} s")
+    assert len(entries) == 20_000
+    assert entries[0].path == "00/000000.png" and entries[-1].path == "19/019999.png"
+    assert all(entry.token for entry in entries)  # every object has its ETag
+
+
+SCAN_ONE_SHARD = """
+import json, resource, sys, time
+from pipeline.listing import FileEntry, Shard
+from pipeline.location import resolve
+from pipeline.scan import scan_shard
+folder, count = sys.argv[1], int(sys.argv[2])
+entries = tuple(FileEntry(f"{i:06d}.png", 0, "") for i in range(count))
+started = time.perf_counter()
+result = scan_shard(resolve(folder), Shard(0, entries), "rgb", keep_rows=False)
+print(json.dumps({"images": sum(result.images.values()), "seconds": time.perf_counter() - started,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def scan_in_subprocess(folder, count: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", SCAN_ONE_SHARD, str(folder), str(count)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_one_shard_of_50000_files_has_bounded_memory(tmp_path):
+    data = tiny_png(7)
+    for i in range(50_000):
+        (tmp_path / f"{i:06d}.png").write_bytes(data)
+    small = scan_in_subprocess(tmp_path, 1_000)
+    large = scan_in_subprocess(tmp_path, 50_000)
+    print(f"one shard: 1,000 files {small['max_rss_mb']:.0f} MB peak RSS, "
+          f"50,000 files {large['max_rss_mb']:.0f} MB ({large['seconds']:.1f} s)")
+    assert large["images"] == 50_000
+    assert large["max_rss_mb"] - small["max_rss_mb"] < 64  # no per-file growth to speak of
