@@ -161,3 +161,30 @@ def test_odd_names_local_and_s3(tmp_path, s3, reference, scheduler):
     assert content(remote.stats.document) == content(local)
     written = fs.find(f"{BUCKET}/st")
     assert all(path.startswith(f"{BUCKET}/st/") for path in written)
+
+
+def test_symlinks_and_vanished_files_are_skipped_with_a_reason(tmp_path, scheduler):
+    folder = tmp_path / "images"
+    write_images(folder, 4)
+    (folder / "dangling.png").symlink_to(folder / "nowhere.png")
+    (folder / "d0" / "loop").symlink_to(folder)  # a folder symlink that loops back
+    result = compute_stats(JobConfig(source=str(folder), out=str(tmp_path / "st"),
+                                     scheduler=scheduler))
+    assert result.stats.image_count == 4
+    assert result.stats.skipped == [{"path": "dangling.png",
+                                     "error": "cannot read: FileNotFoundError"}]
+
+
+def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
+    from pipeline.listing import Shard, list_images
+    from pipeline.location import resolve
+    from pipeline.scan import scan_shard
+
+    folder = tmp_path / "images"
+    write_images(folder, 3)
+    location = resolve(str(folder))
+    entries = list_images(location.filesystem(), location.path)
+    (folder / entries[1].path).unlink()
+    result = scan_shard(location, Shard(0, tuple(entries)), "rgb")
+    assert sum(result.images.values()) == 2
+    assert [s.path for s in result.skipped] == [entries[1].path]
