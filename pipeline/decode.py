@@ -4,11 +4,27 @@
 ``Image.open(f).convert("RGB")`` (or ``"L"``), first frame. ``native`` keeps the stored
 samples at their stored bit depth; Pillow reads 16-bit colour PNG and TIFF as 8-bit, so
 those go through imagecodecs (libpng / libtiff), which keeps every bit.
+
+Fast paths give the same pixels as Pillow, faster, for the common files: Pillow always opens
+the file (so it alone decides what is an image, its size, mode and the decompression-bomb
+check), then 8-bit YCbCr or gray JPEGs with a standard subsampling (4:4:4, 4:2:2, 4:2:0, 4:4:0,
+4:1:1), baseline or progressive, are decoded by simplejpeg (libjpeg-turbo, accurate DCT and
+fancy upsampling: Pillow's settings), and 8-bit gray/RGB/RGBA PNGs by libpng (imagecodecs).
+Anything else (CMYK, YCCK, RGB JPEGs, 12-bit, other sampling factors, palette or 16-bit PNGs,
+APNG), and any file the fast decoder reports as damaged, even with a mere warning, goes
+through Pillow. ``tests/test_fast_decode.py`` checks pixel identity with Pillow over many
+encodings. Fast-path pixels are decoded into a per-thread buffer that is reused once the
+previous image's arrays are gone (fresh large allocations are mmapped and zeroed page by page
+under Dask's ``MALLOC_TRIM_THRESHOLD_``), so callers may keep :class:`Decoded` objects safely.
+``IMGSTATS_FAST_DECODE=0`` in the environment (of the workers) turns the fast paths off.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -57,6 +73,9 @@ def decode(data: bytes, mode: Mode, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_size(image, max_pixels)
+            fast = _fast_decode(image, data, mode)
+            if fast is not None:
+                return fast
             high = _high_bit_depth(image, data)
             if mode == "rgb":
                 return _as_decoded(image.convert("RGB"), "RGB", high)
@@ -101,7 +120,34 @@ def _high_bit_depth(image: Image.Image, data: bytes) -> bool:
         bits = image.tag_v2.get(258, (8,))
         bits = bits if isinstance(bits, tuple) else (bits,)
         return max(bits) > 8 and image.mode != "F"
+    if image.format == "PPM":
+        header = _pnm_header(data)
+        return header is not None and header[2] > 255
     return False
+
+
+def _pnm_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """Width, height, maxval and raster offset of a binary PGM/PPM (P5/P6), else None."""
+    if data[:2] not in (b"P5", b"P6"):
+        return None
+    numbers: list[int] = []
+    at = 2
+    while len(numbers) < 3:
+        while at < len(data) and data[at : at + 1].isspace():
+            at += 1
+        if data[at : at + 1] == b"#":  # a comment runs to the end of the line
+            at = data.find(b"\n", at)
+            if at < 0:
+                return None
+            continue
+        start = at
+        while at < len(data) and data[at : at + 1].isdigit():
+            at += 1
+        if start == at:
+            return None
+        numbers.append(int(data[start:at]))
+    width, height, maxval = numbers
+    return width, height, maxval, at + 1  # one whitespace byte ends the header
 
 
 def _native(image: Image.Image, data: bytes, high: bool) -> Decoded:
@@ -111,7 +157,16 @@ def _native(image: Image.Image, data: bytes, high: bool) -> Decoded:
         pixels = imagecodecs.png_decode(data)
         if pixels.ndim == 2:
             pixels = pixels[:, :, np.newaxis]
-        return Decoded(pixels, _PNG_COLOUR_LAYOUTS[data[25]], True)
+        layout = _PNG_COLOUR_LAYOUTS[data[25]]
+        # libpng turns a tRNS colour key into an alpha channel; the stored samples have none.
+        return Decoded(pixels[:, :, : len(layout)], layout, True)
+    if high and image.format == "PPM" and image.mode == "RGB":
+        width, height, _, offset = _pnm_header(data) or (0, 0, 0, 0)
+        count = width * height * 3
+        if len(data) < offset + 2 * count:
+            raise DecodeError("truncated 16-bit PPM raster")
+        raster = np.frombuffer(data, ">u2", count=count, offset=offset)
+        return Decoded(raster.astype(np.uint16).reshape(height, width, 3), "RGB", True)
     if high and image.format == "TIFF" and not image.mode.startswith("I"):
         import imagecodecs
 
@@ -148,6 +203,154 @@ def _native(image: Image.Image, data: bytes, high: bool) -> Decoded:
         return _as_decoded(image.convert(target), target, False)
     # CMYK, YCbCr, LAB, HSV: no R,G,B samples are stored; Pillow's conversion gives them.
     return _as_decoded(image.convert("RGB"), "RGB", high)
+
+
+# --- fast paths ------------------------------------------------------------------------------
+
+#: JPEG colour spaces and subsamplings (as simplejpeg's header names them) whose decode is
+#: pixel-identical to Pillow's (tests/test_fast_decode.py).
+_JPEG_COLOURSPACES = frozenset({"YCbCr", "Gray"})
+_JPEG_SUBSAMPLINGS = frozenset({"444", "422", "420", "440", "411", "Gray"})
+#: (mode, Pillow's image mode) -> (simplejpeg colourspace, channels, layout) for JPEG.
+_JPEG_TARGETS = {
+    ("rgb", "RGB"): ("RGB", 3, "RGB"),
+    ("rgb", "L"): ("RGB", 3, "RGB"),  # libjpeg-turbo's gray -> RGB copies Y, as Pillow does
+    ("gray", "L"): ("GRAY", 1, "L"),
+    ("native", "RGB"): ("RGB", 3, "RGB"),
+    ("native", "L"): ("GRAY", 1, "L"),
+}
+#: (mode, Pillow's image mode) -> layout for 8-bit PNG (Pillow modes L, LA, RGB, RGBA).
+_PNG_TARGETS = {
+    ("rgb", "RGB"): "RGB",
+    ("rgb", "RGBA"): "RGB",  # Pillow's RGBA -> RGB drops alpha
+    ("rgb", "L"): "RGB",  # Pillow's L -> RGB copies L
+    ("gray", "L"): "L",
+    ("native", "L"): "L",
+    ("native", "LA"): "LA",
+    ("native", "RGB"): "RGB",
+    ("native", "RGBA"): "RGBA",
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FAST = os.environ.get("IMGSTATS_FAST_DECODE", "1") != "0"
+#: The largest output kept for reuse per thread (larger images get a fresh array each time).
+_REUSE_MAX_BYTES = 64 * 2**20
+_REUSE_ROUND = 2**20
+_buffers = threading.local()
+
+
+def _fast_decode(image: Image.Image, data: bytes, mode: Mode) -> Decoded | None:
+    """The image decoded by a faster decoder with Pillow's exact pixels, or None (use Pillow)."""
+    if not _FAST:
+        return None
+    if image.format in ("JPEG", "MPO"):  # MPO: frame 0 is the JPEG at offset 0
+        return _fast_jpeg(image, data, mode)
+    if image.format == "PNG" and data[:8] == _PNG_SIGNATURE:
+        return _fast_png(image, data, mode)
+    return None
+
+
+def _fast_jpeg(image: Image.Image, data: bytes, mode: Mode) -> Decoded | None:
+    target = _JPEG_TARGETS.get((mode, image.mode))
+    if target is None:
+        return None
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - simplejpeg is a dependency
+        return None
+    colourspace, channels, layout = target
+    try:
+        height, width, stored, subsampling = simplejpeg.decode_jpeg_header(data)
+    except Exception:  # whatever the fast decoder cannot do, Pillow decides
+        return None
+    if (
+        stored not in _JPEG_COLOURSPACES
+        or subsampling not in _JPEG_SUBSAMPLINGS
+        or (width, height) != image.size
+    ):
+        return None
+    out = _output((height, width, channels))
+    try:  # strict: any libjpeg warning (damaged data...) sends the file to Pillow
+        simplejpeg.decode_jpeg(
+            data, colorspace=colourspace, fastdct=False, fastupsample=False, buffer=out, strict=True
+        )
+    except Exception:
+        return None
+    return Decoded(out, layout, False)
+
+
+def _fast_png(image: Image.Image, data: bytes, mode: Mode) -> Decoded | None:
+    layout = _PNG_TARGETS.get((mode, image.mode))
+    if (
+        layout is None
+        or len(data) < 29
+        or data[24] != 8  # bit depth
+        or "transparency" in image.info  # libpng would add an alpha channel
+        or getattr(image, "n_frames", 1) != 1
+        or not _plain_png(data)
+    ):
+        return None
+    import imagecodecs
+
+    width, height = image.size
+    stored = len(image.mode)
+    shape = (height, width) if stored == 1 else (height, width, stored)
+    try:
+        if stored == len(layout):
+            out = _output((height, width, stored))
+            imagecodecs.png_decode(data, out=out.reshape(shape))
+            return Decoded(out, layout, False)
+        pixels = imagecodecs.png_decode(data)
+    except Exception:  # whatever libpng cannot do, Pillow decides
+        return None
+    if pixels.shape != shape:
+        return None
+    out = _output((height, width, len(layout)))
+    if stored == 1:
+        out[...] = pixels[:, :, np.newaxis]  # L -> RGB
+    else:
+        out[...] = pixels[:, :, : len(layout)]  # RGBA -> RGB
+    return Decoded(out, layout, False)
+
+
+def _plain_png(data: bytes) -> bool:
+    """Whether every chunk is whole and nothing but IDAT follows the first IDAT until IEND.
+
+    Pillow has already checked the chunks before the first IDAT (CRCs included) when it
+    opened the file; after the image data it reads the remaining chunks and refuses the file
+    if one is cut short or cannot be decoded, which libpng would let pass: such files, and
+    files without IEND, are left to Pillow.
+    """
+    offset, seen_idat = 8, False
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        end = offset + 12 + length
+        if end > len(data):
+            return False
+        if kind == b"IEND":
+            return seen_idat
+        if kind == b"IDAT":
+            seen_idat = True
+        elif seen_idat:
+            return False
+        offset = end
+    return False
+
+
+def _output(shape: tuple[int, int, int]) -> np.ndarray:
+    """An uninitialised C-contiguous uint8 array of ``shape``: a view of this thread's buffer
+    when nothing else refers to it any more, else (or when too large) a fresh array."""
+    size = shape[0] * shape[1] * shape[2]
+    if size > _REUSE_MAX_BYTES:
+        return np.empty(shape, np.uint8)
+    buffer = getattr(_buffers, "buffer", None)
+    # Free means referenced only by _buffers, this frame and getrefcount's argument: views
+    # handed out earlier keep it referenced (through .base) for as long as they live.
+    if buffer is None or buffer.size < size or sys.getrefcount(buffer) > 3:
+        capacity = -(-size // _REUSE_ROUND) * _REUSE_ROUND
+        buffer = np.empty(min(max(capacity, size), _REUSE_MAX_BYTES), np.uint8)
+        _buffers.buffer = buffer
+    return buffer[:size].reshape(shape)
 
 
 #: How each mode turns stored samples into the counted ones (recorded in provenance).

@@ -31,7 +31,6 @@ import json
 import multiprocessing
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -45,10 +44,21 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: another checkout of pipeline can be measured
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                  ".pgm", ".pbm"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+}
 FILES_PER_FOLDER = 1000
 _NOISE_SIDE = 1024
 _noise: np.ndarray | None = None
@@ -154,3 +164,376 @@ def image_files(folder: Path) -> list[Path]:
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+
+
+# --- the exact reference: Pillow's histograms, Python integers -------------------------------
+
+
+def _histogram_chunk(paths: Sequence[str]) -> tuple[int, list[int]]:
+    """Images and the summed per-channel 256-bin histograms of ``convert("RGB")``."""
+    total = [0] * 768
+    for path in paths:
+        with Image.open(path) as image:
+            histogram = image.convert("RGB").histogram()
+        total = [a + b for a, b in zip(total, histogram, strict=True)]
+    return len(paths), total
+
+
+def reference(paths: Sequence[Path], pool: Any, chunk: int) -> dict[str, Any]:
+    """Exact count, sum, sum_sq, min, max, mean and std from Pillow's RGB histograms."""
+    images, histogram = 0, [0] * 768
+    for count, part in pool.imap_unordered(_histogram_chunk, _chunks(paths, chunk)):
+        images += count
+        histogram = [a + b for a, b in zip(histogram, part, strict=True)]
+    channels = [histogram[256 * c : 256 * (c + 1)] for c in range(3)]
+    n = sum(channels[0])
+    sums = [sum(v * h for v, h in enumerate(ch)) for ch in channels]
+    squares = [sum(v * v * h for v, h in enumerate(ch)) for ch in channels]
+    with localcontext() as context:
+        context.prec = 120
+        std = [
+            float(Decimal(n * q - s * s).sqrt() / Decimal(n * 255))
+            for s, q in zip(sums, squares, strict=True)
+        ]
+    return {
+        "image_count": images,
+        "pixel_count": n,
+        "sum": sums,
+        "sum_sq": squares,
+        "min": [min(v for v, h in enumerate(ch) if h) for ch in channels],
+        "max": [max(v for v, h in enumerate(ch) if h) for ch in channels],
+        "mean": [float(Fraction(s, n * 255)) for s in sums],
+        "std": std,
+    }
+
+
+def _chunks(paths: Sequence[Path], size: int) -> list[list[str]]:
+    return [[str(p) for p in paths[i : i + size]] for i in range(0, len(paths), size)]
+
+
+# --- the baseline: torchvision's default loader, decode only ---------------------------------
+
+
+def _baseline_chunk(paths: Sequence[str]) -> tuple[int, int, int, int]:
+    """torchvision's ``default_loader`` + ``np.asarray``, nothing else.
+
+    Returns (pid, images, pixels, peak RSS in KB).
+    """
+    pixels = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            array = np.asarray(Image.open(f).convert("RGB"))
+        pixels += array.shape[0] * array.shape[1]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return os.getpid(), len(paths), pixels, peak
+
+
+def run_baseline(paths: Sequence[Path], context: Any, processes: int, chunk: int) -> dict[str, Any]:
+    """Wall time of the decode-only loop over ``paths`` in a Pool (pool start-up included)."""
+    started = time.perf_counter()
+    peaks: dict[int, int] = {}
+    images = pixels = 0
+    with context.Pool(processes) as pool:
+        for pid, count, npix, peak in pool.imap_unordered(_baseline_chunk, _chunks(paths, chunk)):
+            images += count
+            pixels += npix
+            peaks[pid] = max(peaks.get(pid, 0), peak)
+    wall = time.perf_counter() - started
+    return {"wall": wall, "images": images, "pixels": pixels, "peak_rss_mb": _mb(peaks.values())}
+
+
+def _mb(kilobytes: Iterable[int]) -> list[float]:
+    return sorted(round(k / 1024, 1) for k in kilobytes)
+
+
+# --- imgstats, instrumented in its workers ---------------------------------------------------
+
+#: A worker preload (``distributed.worker.preload``): times decode and moments calls in the
+#: worker, samples its resident memory while an image is decoded (``ru_maxrss`` would not do:
+#: it keeps the peak of the forked parent from before the worker's exec), and writes the
+#: figures to OUT/worker-PID.json at teardown.
+PRELOAD = """
+import atexit, json, os, resource, time
+
+_stats = {"pid": os.getpid(), "decode": 0.0, "decode_cpu": 0.0, "moments": 0.0, "images": 0}
+_PAGE = resource.getpagesize()
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def _write():
+    with open(os.path.join(OUT, "worker-%d.json" % os.getpid()), "w") as f:
+        json.dump(_stats, f)
+
+
+def dask_setup(worker):
+    import pipeline.moments as mom
+    import pipeline.scan as scan
+
+    decode, from_pixels = scan.decode, mom.from_pixels
+    clock = time.perf_counter
+
+    def timed_decode(*args, **kwargs):
+        started, cpu = clock(), time.thread_time()
+        try:
+            return decode(*args, **kwargs)
+        finally:
+            _stats["decode"] += clock() - started
+            _stats["decode_cpu"] += time.thread_time() - cpu
+
+    def timed_from_pixels(pixels):
+        if pixels.nbytes > 2**22 or _stats["images"] % 16 == 0:
+            _stats["peak_rss"] = max(_stats["peak_rss"], _rss())
+        started = clock()
+        try:
+            return from_pixels(pixels)
+        finally:
+            elapsed = clock() - started
+            if not _stats["images"]:
+                _stats["first_moments"] = elapsed  # includes loading the compiled kernel
+            _stats["moments"] += elapsed
+            _stats["images"] += 1
+
+    scan.decode, mom.from_pixels = timed_decode, timed_from_pixels
+    _stats["start_rss"] = _stats["peak_rss"] = _rss()
+    atexit.register(_write)
+
+
+def dask_teardown(worker):
+    _stats["end_rss"] = _rss()
+    _write()
+"""
+
+
+def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> dict[str, Any]:
+    """``imgstats compute folder`` via :func:`pipeline.compute_stats`.
+
+    Returns the wall time, the written stats document and, over the workers, the decode and
+    moments seconds and the peak RSS of each.
+    """
+    import dask
+
+    from pipeline import JobConfig, compute_stats
+
+    run_dir = Path(tempfile.mkdtemp(dir=scratch))
+    preload = run_dir / "bench_preload.py"
+    preload.write_text(f"OUT = {str(run_dir)!r}\n" + PRELOAD)
+    config = JobConfig(
+        source=str(folder),
+        out=str(run_dir / "stats"),
+        workers=workers,
+        threads_per_worker=1,
+        quiet=True,
+        **options,
+    )
+    with dask.config.set({"distributed.worker.preload": [str(preload)]}):
+        started = time.perf_counter()
+        result = compute_stats(config)
+        wall = time.perf_counter() - started
+    document = json.loads(Path(result.url).read_text())
+    reports: list[dict[str, Any]] = []
+    for _ in range(50):  # worker files are written at teardown, as the cluster closes
+        reports = [json.loads(p.read_text()) for p in run_dir.glob("worker-*.json")]
+        if len(reports) >= workers:
+            break
+        time.sleep(0.1)
+    task_seconds = document["run"]["task_seconds"]
+    first = [round(r.get("first_moments", 0.0), 2) for r in reports]
+    decode_cpu = sum(r["decode_cpu"] for r in reports)
+    moments = sum(r["moments"] for r in reports)
+    decode = sum(r["decode"] for r in reports)
+    return {
+        "wall": wall,
+        "images": document["image_count"],
+        "pixels": document["pixel_count"],
+        "document": document,
+        "task_seconds": task_seconds,
+        "moments_share": moments / task_seconds if task_seconds else float("nan"),
+        "decode_share": decode / task_seconds if task_seconds else float("nan"),
+        "peak_rss_mb": _mb(r["peak_rss"] // 1024 for r in reports),
+        "start_rss_mb": _mb(r["start_rss"] // 1024 for r in reports),
+        "shards": document["run"].get("shards"),
+        "first_moments": first,
+        "decode_wall_vs_cpu": (decode, decode_cpu),
+    }
+
+
+def verdict(document: dict[str, Any], expected: dict[str, Any]) -> str:
+    """``exact``, or the keys whose values differ from the reference."""
+    wrong = [key for key, value in expected.items() if document.get(key) != value]
+    return "exact" if not wrong else "WRONG: " + ", ".join(wrong)
+
+
+# --- in-process profile of one shard ----------------------------------------------------------
+
+
+def profile_scan(folder: Path, files: int) -> str:
+    """cProfile of :func:`pipeline.scan.scan_shard` over the first ``files`` files as one shard,
+    in this process (after a warm-up pass): CPU per file, shares of the main steps, top
+    functions."""
+    import cProfile
+    import io
+    import pstats
+
+    from pipeline.listing import list_images, make_shards
+    from pipeline.location import resolve
+    from pipeline.scan import scan_shard
+
+    location = resolve(str(folder), {})
+    entries = list_images(location.filesystem(), location.path)[:files]
+    [shard] = make_shards(entries, max_bytes=2**62, max_files=len(entries))
+    scan_shard(location, shard, "rgb")  # warm-up: page cache, imports, compiled kernel
+    started = time.process_time()
+    scan_shard(location, shard, "rgb")
+    cpu = time.process_time() - started
+    profiler = cProfile.Profile()
+    profiler.enable()
+    scan_shard(location, shard, "rgb")
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    cumulative: dict[str, float] = {}
+    for (filename, _, function), (_, _, _, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        key = f"{Path(filename).name}:{function}"
+        cumulative[key] = cumulative.get(key, 0.0) + cum
+    total = cumulative.get("scan.py:scan_shard", 0.0) or 1.0
+    steps = {
+        "read (fsspec cat_file)": "spec.py:cat_file",
+        "decode: Image.open (Pillow header parse)": "Image.py:open",
+        "decode: fast path (simplejpeg / libpng)": "decode.py:_fast_decode",
+        "decode, all": "decode.py:decode",
+        "moments (from_pixels)": "moments.py:from_pixels",
+        "FileSet.add (fingerprint)": "listing.py:add",
+    }
+    lines = [
+        f"scan_shard over {len(entries)} files of {folder}: {cpu / len(entries) * 1e6:.0f} us CPU "
+        "per file unprofiled; share of scan_shard time under cProfile:"
+    ]
+    lines += [
+        f"  {name:44s} {cumulative.get(key, 0.0) / total:6.1%}" for name, key in steps.items()
+    ]
+    stats.sort_stats("tottime").print_stats(12)
+    lines.append(out.getvalue().strip())
+    return "\n".join(lines)
+
+
+# --- the report ------------------------------------------------------------------------------
+
+HEADER = (
+    "| corpus | run | images | wall s | images/s | MP/s | wall / baseline | speed vs baseline "
+    "| moments / decode share of task time | peak RSS per process, MB | exactness |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+)
+
+
+def row(corpus: str, name: str, run: dict[str, Any], baseline: dict[str, Any], exact: str) -> str:
+    """One table row; ratios are against ``baseline``'s wall time on the same files."""
+    wall = run["wall"]
+    ratio = wall / baseline["wall"]
+    share = ""
+    if "moments_share" in run:
+        share = f"{run['moments_share']:.1%} / {run['decode_share']:.1%}"
+    rss = ", ".join(f"{m:.0f}" for m in run["peak_rss_mb"])
+    return (
+        f"| {corpus} | {name} | {run['images']} | {wall:.2f} | {run['images'] / wall:,.0f} | "
+        f"{run['pixels'] / wall / 1e6:,.1f} | {ratio:.2f} | {1 / ratio:.2f} | {share} | {rss} "
+        f"| {exact} |"
+    )
+
+
+def bench_corpus(
+    label: str, folder: Path, args: argparse.Namespace, context: Any, scratch: Path
+) -> list[str]:
+    """Reference, then ``--repeat`` rounds of baseline and imgstats; table rows."""
+    paths = image_files(folder)
+    if not paths:
+        raise SystemExit(f"no images under {folder}")
+    if args.repeat < 1:  # --repeat 0: no timed runs (with --profile: the profile only)
+        return []
+    chunk = max(1, min(256, len(paths) // (4 * args.processes)))
+    print(f"[{label}] {len(paths)} files under {folder}: exact reference...", file=sys.stderr)
+    with context.Pool(args.processes) as pool:
+        expected = reference(paths, pool, chunk)
+    rows = []
+    for round_ in range(args.repeat):
+        tag = label if args.repeat == 1 else f"{label} #{round_ + 1}"
+        print(f"[{tag}] baseline...", file=sys.stderr)
+        baseline = run_baseline(paths, context, args.processes, chunk)
+        print(f"[{tag}] imgstats...", file=sys.stderr)
+        result = run_imgstats(folder, args.processes, scratch)
+        counted = baseline["images"] == expected["image_count"]
+        name = f"baseline: Pillow loader, Pool({args.processes})"
+        rows.append(row(tag, name, baseline, baseline, "decode only" if counted else "COUNT?"))
+        name = f"imgstats compute, {args.processes} workers x 1 thread"
+        rows.append(row(tag, name, result, baseline, verdict(result["document"], expected)))
+        print(
+            f"[{tag}] imgstats: {result['shards']} shards, task time {result['task_seconds']:.2f}"
+            f" s, worker RSS at start {result['start_rss_mb']} MB, first moments call "
+            f"{result['first_moments']} s, decode wall/CPU s {result['decode_wall_vs_cpu']}",
+            file=sys.stderr,
+        )
+        if args.scaling:
+            single = run_imgstats(folder, 1, scratch)
+            name = "imgstats compute, 1 worker x 1 thread"
+            rows.append(row(tag, name, single, baseline, verdict(single["document"], expected)))
+            rows.append(
+                f"| {tag} | scaling: throughput 2 workers / 1 worker | | | | | | "
+                f"{single['wall'] / result['wall']:.2f} | | | |"
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jpegs", type=int, default=4000, help="ImageNet-like JPEGs (0: none)")
+    parser.add_argument("--pngs", type=int, default=20000, help="CIFAR-like PNGs (0: none)")
+    parser.add_argument(
+        "--folder", type=Path, action="append", default=[], help="also this folder (repeatable)"
+    )
+    parser.add_argument("--big", action="store_true", help="also one 8,000 x 8,000 JPEG")
+    parser.add_argument("--processes", type=int, default=2, help="processes for both (2)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of baseline + imgstats (0: none)"
+    )
+    parser.add_argument("--scaling", action="store_true", help="also imgstats with 1 worker")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="also cProfile N files in-process"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/imgstats-bench"))
+    args = parser.parse_args()
+
+    multiprocessing.set_forkserver_preload(["numpy", "PIL.Image"])
+    context = multiprocessing.get_context("forkserver")  # never fork a process with threads
+    args.cache.mkdir(parents=True, exist_ok=True)
+    corpora = []
+    if args.jpegs:
+        folder = ensure_corpus("jpeg", args.jpegs, args.cache, args.seed, args.processes)
+        corpora.append((f"JPEG {args.jpegs}", folder))
+    if args.pngs:
+        folder = ensure_corpus("png", args.pngs, args.cache, args.seed, args.processes)
+        corpora.append((f"PNG {args.pngs}", folder))
+    if args.big:
+        corpora.append(("JPEG 8000x8000", ensure_corpus("big", 8000, args.cache, args.seed, 1)))
+    corpora += [(str(folder), folder) for folder in args.folder]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="imgstats-bench-") as scratch:
+        for label, folder in corpora:
+            rows += bench_corpus(label, folder, args, context, Path(scratch))
+    from pipeline.decode import decoder_versions
+
+    print(f"\nscripts/bench.py {' '.join(sys.argv[1:])}")
+    print(f"{os.cpu_count()} CPUs; {decoder_versions()}\n")
+    if rows:
+        print(HEADER)
+        print("\n".join(rows))
+    if args.profile:
+        for _, folder in corpora:
+            print("\n" + profile_scan(folder, args.profile))
+
+
+if __name__ == "__main__":
+    main()
