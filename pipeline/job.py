@@ -154,8 +154,8 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         ) from exc
     url = store.url_of(version_name(version))
     if keeps_record:
-        kept = previous.record.take(planned.reused) if previous else FileRecord.from_rows([])
-        record = FileRecord.concat([kept, FileRecord.from_rows(scanned.rows)])
+        kept = [previous.record.take(planned.reused)] if previous else []
+        record = FileRecord.concat([*kept, FileRecord.from_blocks(scanned.rows)])
         try:
             store.write_file(record_name(version), record.to_bytes())
         except StoreError as exc:  # the stats are stored; only the next run's shortcut is lost

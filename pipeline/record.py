@@ -19,10 +19,9 @@ import pyarrow.parquet as pq
 
 from .errors import StatsFileError
 from .listing import FileEntry
-from .moments import Moments
-from .scan import FileRow
+from .moments import AnyMoments, Moments
 
-__all__ = ["FileRecord", "record_name"]
+__all__ = ["FileRecord", "FileRow", "record_name"]
 
 SCHEMA = pa.schema(
     [
@@ -38,6 +37,16 @@ SCHEMA = pa.schema(
         ("max", pa.list_(pa.int64())),
     ]
 )
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One counted file: its listing entry, layout and exact moments."""
+
+    entry: FileEntry
+    layout: str
+    moments: AnyMoments
+    high_bit_depth: bool = False
 
 
 def record_name(version: int) -> str:
@@ -82,9 +91,24 @@ class FileRecord:
         return cls(table)
 
     def to_bytes(self) -> bytes:
+        """The Parquet file stored beside a version."""
         buffer = io.BytesIO()
         pq.write_table(self.table, buffer, compression="zstd")
         return buffer.getvalue()
+
+    def to_block(self) -> bytes:
+        """A compact Arrow IPC block: how a shard's rows travel through the Dask reduction
+        (bytes pickle as a copy, rows as objects would be re-pickled at every merge level)."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, SCHEMA) as writer:
+            writer.write_table(self.table)
+        return sink.getvalue().to_pybytes()
+
+    @classmethod
+    def from_blocks(cls, blocks: Sequence[bytes]) -> FileRecord:
+        """The rows of several :meth:`to_block` blocks, sorted by path."""
+        parts = [cls(pa.ipc.open_stream(block).read_all()) for block in blocks]
+        return cls.concat(parts) if parts else cls.from_rows([])
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -134,5 +158,7 @@ class FileRecord:
     @staticmethod
     def concat(parts: Sequence[FileRecord]) -> FileRecord:
         """The rows of every part, sorted by path."""
+        if not parts:
+            return FileRecord.from_rows([])
         table = pa.concat_tables([part.table for part in parts]).combine_chunks()
         return FileRecord(table.take(pc.sort_indices(table, [("path", "ascending")])))

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from .decode import DEFAULT_MAX_IMAGE_PIXELS, Decoded, Mode, decode
 from .errors import DecodeError
 from .listing import FileEntry, FileSet, Shard
 from .location import Location
+from .record import FileRecord, FileRow
 
 __all__ = ["FileRow", "ScanResult", "Skip", "read_files", "scan_shard"]
 
@@ -42,21 +43,12 @@ class Skip:
 
 
 @dataclass(frozen=True)
-class FileRow:
-    """One counted file: its listing entry, layout and exact moments."""
-
-    entry: FileEntry
-    layout: str
-    moments: mom.AnyMoments
-    high_bit_depth: bool = False
-
-
-@dataclass(frozen=True)
 class ScanResult:
     """Merged moments per layout (``"RGB uint8"``...), plus what was skipped and counted.
 
     Layouts are kept apart so a mixed native run is reported with counts, never merged.
-    ``rows`` holds the per-file moments when asked for (incremental runs need them).
+    ``rows`` holds, when asked for, each shard's per-file moments as a compact Arrow block
+    (:meth:`~pipeline.record.FileRecord.to_block`): incremental runs need them.
     """
 
     moments: dict[str, mom.AnyMoments] = field(default_factory=dict)
@@ -64,7 +56,7 @@ class ScanResult:
     high_bit_depth: int = 0
     skipped: tuple[Skip, ...] = ()
     files: FileSet = field(default_factory=FileSet)
-    rows: tuple[FileRow, ...] = ()
+    rows: tuple[bytes, ...] = ()
     bytes_read: int = 0
     seconds: float = 0.0
 
@@ -131,7 +123,7 @@ def scan_shard(
         images[key] += 1
         high += decoded.high_bit_depth
         counted = counted.add(entry)
-        if keep_rows:
+        if keep_rows and isinstance(value, mom.Moments):  # float samples keep no record
             rows.append(FileRow(entry, key, value, decoded.high_bit_depth))
     return ScanResult(
         totals,
@@ -139,7 +131,7 @@ def scan_shard(
         high,
         tuple(skipped),
         counted,
-        tuple(rows),
+        (FileRecord.from_rows(rows).to_block(),) if rows else (),
         nbytes,
         time.perf_counter() - started,
     )
@@ -160,8 +152,9 @@ def read_files(
     worker idle. The window is bounded in files and bytes, so memory stays bounded.
     """
     if not getattr(fs, "async_impl", False):
+        read = _read_local if location.protocol == "file" else fs.cat_file
         for entry in files:
-            yield entry, _read(fs, location.join(entry.path), entry)
+            yield entry, _read(read, location.join(entry.path), entry)
         return
     for window in _windows(files):
         paths = [location.join(entry.path) for entry in window]
@@ -200,12 +193,19 @@ async def _fetch_concurrently(fs: Any, paths: Sequence[str]) -> list[bytes | Bas
     )
 
 
-def _read(fs: Any, path: str, entry: FileEntry) -> bytes | Skip:
+def _read_local(path: str) -> bytes:
+    """A local file's bytes, without fsspec's per-call overhead (tens of µs: it counts for
+    collections of tiny files)."""
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _read(read: Callable[[str], bytes], path: str, entry: FileEntry) -> bytes | Skip:
     """The file's bytes; a :class:`Skip` for permanent errors; transient ones are retried,
     then raised so the task fails (and Dask retries it)."""
     for attempt in range(_READ_ATTEMPTS):
         try:
-            return fs.cat_file(path)
+            return read(path)
         except _PERMANENT_READ_ERRORS as exc:
             return Skip(entry.path, f"cannot read: {type(exc).__name__}")
         except OSError:

@@ -25,6 +25,7 @@ from pipeline.job import SHARDS_PER_THREAD
 from pipeline.listing import DEFAULT_SHARD_FILES, FileEntry, list_images, make_shards
 from pipeline.location import resolve
 from pipeline.moments import Moments
+from pipeline.record import FileRecord
 
 from reference import Reference, pil_pixels, reference_stats
 
@@ -197,7 +198,7 @@ def test_run_scan_rows_match_reference_per_file(corpus, client):
         max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
         keep_rows=True,
     )
-    rows = {row.entry.path: row for row in result.rows}
+    rows = {row.entry.path: row for row in FileRecord.from_blocks(result.rows).rows()}
     assert sorted(rows) == [e.path for e in entries]
     for entry in entries:
         ref = rgb_reference([root / entry.path])
