@@ -70,6 +70,7 @@ def decode(data: bytes, mode: Mode, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
         raise ValueError(f"unknown mode {mode!r}")
     if not data:
         raise DecodeError("empty file")
+    _let_pillow_allow(max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_size(image, max_pixels)
@@ -92,6 +93,15 @@ def decode(data: bytes, mode: Mode, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
         raise DecodeError("not an image Pillow can identify") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as exc:
         raise DecodeError(f"cannot decode: {exc}") from exc
+
+
+def _let_pillow_allow(max_pixels: int | None) -> None:
+    """Raise Pillow's own bomb limit (checked inside ``Image.open``) to ``max_pixels`` when
+    that is higher than Pillow's default; :func:`_check_size` enforces ``max_pixels`` itself.
+    ``None`` turns both off, as asked. Process-wide, like Pillow's setting."""
+    wanted = None if max_pixels is None else max(max_pixels, DEFAULT_MAX_IMAGE_PIXELS)
+    if wanted != Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = wanted
 
 
 def _check_size(image: Image.Image, max_pixels: int | None) -> None:

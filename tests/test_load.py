@@ -72,3 +72,39 @@ def test_one_shard_of_50000_files_has_bounded_memory(tmp_path):
           f"50,000 files {large['max_rss_mb']:.0f} MB ({large['seconds']:.1f} s)")
     assert large["images"] == 50_000
     assert large["max_rss_mb"] - small["max_rss_mb"] < 64  # no per-file growth to speak of
+
+
+HUGE_SCAN = """
+import json, resource, sys
+from pipeline.listing import FileEntry, Shard
+from pipeline.location import resolve
+from pipeline.scan import scan_shard
+result = scan_shard(resolve(sys.argv[1]), Shard(0, (FileEntry("huge.png", 0, ""),)), "gray",
+                    max_image_pixels=int(sys.argv[2]))
+moments = next(iter(result.moments.values()), None)
+counted = (moments.count, moments.sum[0], moments.sum_sq[0]) if moments else None
+print(json.dumps({"counted": counted, "skipped": [s.error for s in result.skipped],
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def test_one_100_megapixel_image_with_a_raised_pixel_limit(tmp_path):
+    side = 10_000
+    row = (np.arange(side, dtype=np.uint64) % 256).astype(np.uint8)
+    Image.fromarray(np.broadcast_to(row, (side, side))).save(tmp_path / "huge.png", "PNG")
+
+    def scan(limit: int) -> dict:
+        done = subprocess.run([sys.executable, "-c", HUGE_SCAN, str(tmp_path), str(limit)],
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    result = scan(side * side)  # above Pillow's default limit of ~89.5 MP
+    row_sum = sum(v % 256 for v in range(side))
+    row_sum_sq = sum((v % 256) ** 2 for v in range(side))
+    print(f"one {side}x{side} gray PNG: peak RSS {result['max_rss_mb']:.0f} MB")
+    assert result["skipped"] == []
+    assert result["counted"] == [side * side, row_sum * side, row_sum_sq * side]
+    assert result["max_rss_mb"] < 235 + 3 * side * side / 2**20  # the image plus a constant
+    refused = scan(side * side - 1)
+    assert refused["counted"] is None
+    assert "decompression bomb" in refused["skipped"][0]
