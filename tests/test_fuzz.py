@@ -71,17 +71,28 @@ def outcome(data: bytes) -> None:
         assert decoded.pixels.ndim == 3 and decoded.pixels.size > 0
 
 
-# Pillow warns (UserWarning) about some corrupt metadata it can read past; that is not a crash.
-@pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_mutated_files_are_decoded_or_refused(fmt):
-    @settings(max_examples=120, derandomize=True, deadline=None,
+def fuzz(fmt: str, examples: int) -> None:
+    @settings(max_examples=examples, derandomize=True, deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(mutations(fmt))
     def check(data: bytes) -> None:
         outcome(data)
 
     check()
+
+
+# Pillow warns (UserWarning) about some corrupt metadata it can read past; that is not a crash.
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mutated_files_are_decoded_or_refused(fmt):
+    fuzz(fmt, examples=120)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_many_mutated_files_are_decoded_or_refused(fmt):
+    fuzz(fmt, examples=1000)  # 5,000 files in all, each in 3 modes
 
 
 def test_regression_corpus_is_counted_or_skipped_with_a_reason(tmp_path):
