@@ -124,9 +124,6 @@ class StatsStore:
                 raise StatsFileError(f"{self.url} holds no stats versions") from None
             return self.load(versions[-1])
 
-    def history(self) -> list[Stats]:
-        return [self.load(v) for v in self.versions()]
-
     # writing ---------------------------------------------------------------------------
     def check_writable(self) -> None:
         """Fail early (exit 2) if the store cannot be written, before any work is done."""
