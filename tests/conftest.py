@@ -58,6 +58,20 @@ def run_imgstats(*args: str, env: dict[str, str] | None = None, timeout: float =
     )
 
 
+def one_error_line(
+    done: subprocess.CompletedProcess, code: int, empty_stdout: bool = False
+) -> str:
+    """The run failed with ``code`` and printed exactly one error line, no traceback."""
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("imgstats: error: "), lines[0]
+    if empty_stdout:
+        assert done.stdout == ""
+    return lines[0]
+
+
 @pytest.fixture
 def imgstats():
     """The CLI runner (see :func:`run_imgstats`)."""

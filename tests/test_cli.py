@@ -24,7 +24,7 @@ from pipeline.cli import _parser, main
 from pipeline.config import JobConfig, load_config_file
 from pipeline.errors import UsageError
 
-from conftest import ROOT, run_imgstats
+from conftest import ROOT, one_error_line, run_imgstats
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "imgstats"
 NORMALIZE_RE = re.compile(r"^transforms\.Normalize\(mean=(\[.*?\]), std=(\[.*?\])\)$", re.M)
@@ -47,16 +47,6 @@ def make_images(folder: Path, count: int = 20, seed: int = 0, size=(16, 12)) -> 
 def exact_sums(arrays: list[np.ndarray]) -> tuple[list[int], list[int]]:
     flat = np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).astype(np.int64)
     return [int(v) for v in flat.sum(0)], [int(v) for v in (flat * flat).sum(0)]
-
-
-def one_error_line(done: subprocess.CompletedProcess, code: int) -> str:
-    """The run failed with ``code`` and printed exactly one error line, no traceback."""
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("imgstats: error: "), lines[0]
-    return lines[0]
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

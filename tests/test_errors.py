@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import one_error_line
+
 GOOD = 12
 BAD = {  # file -> words its skip reason must contain (case-insensitive)
     "bad/truncated.jpg": ("truncat",),
@@ -81,16 +83,6 @@ def corrupt_source(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
     return source, arrays
 
 
-def one_error_line(done: subprocess.CompletedProcess, code: int) -> str:
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("imgstats: error: "), lines[0]
-    assert done.stdout == ""
-    return lines[0]
-
-
 def assert_nothing_written(store: Path) -> None:
     """No version, no latest.json, no temp or lock file: the folder is empty or absent."""
     assert not store.exists() or sorted(p.name for p in store.iterdir()) == []
@@ -140,7 +132,7 @@ def test_max_errors_limit(corrupt_source, tmp_path, imgstats, scheduler):
     doc = load(at_limit)
     assert {s["path"] for s in doc["skipped"]} == set(BAD)
     assert doc["image_count"] == GOOD + 1
-    line = one_error_line(failed, 1)
+    line = one_error_line(failed, 1, empty_stdout=True)
     assert "5" in line and "4" in line
     assert_nothing_written(over_limit)
 
@@ -155,7 +147,7 @@ def test_on_error_fail_writes_nothing(corrupt_source, tmp_path, imgstats, schedu
             ("compute", str(source), "--out", str(clean), "--scheduler", scheduler,
              "--on-error", "fail", "--exclude", "bad/*"),
         ])
-    line = one_error_line(failed, 1)
+    line = one_error_line(failed, 1, empty_stdout=True)
     assert any(name in line for name in BAD), line
     assert_nothing_written(failing)
     # With nothing to skip, --on-error fail runs normally.
@@ -167,7 +159,7 @@ def test_all_files_corrupt_is_bad_input(tmp_path, imgstats, scheduler):
     source, store = tmp_path / "images", tmp_path / "stats"
     write_bad_files(source)
     line = one_error_line(imgstats("compute", str(source), "--out", str(store),
-                                   "--scheduler", scheduler), 2)
+                                   "--scheduler", scheduler), 2, empty_stdout=True)
     assert str(len(BAD)) in line
     assert_nothing_written(store)
 
@@ -193,7 +185,7 @@ def test_bad_sources_are_bad_input(tmp_path, imgstats):
             sources.items(),
         ))
     for (name, (path, words)), done in zip(sources.items(), runs, strict=True):
-        line = one_error_line(done, 2)
+        line = one_error_line(done, 2, empty_stdout=True)
         assert str(path) in line and words in line, (name, line)
         assert_nothing_written(tmp_path / f"stats-{name}")
 
@@ -221,7 +213,7 @@ def test_unreachable_scheduler(tmp_path, imgstats):
                              {"DASK_SCHEDULER_ADDRESS": address})
         results = [by_flag.result(), by_env.result()]
     for (done, seconds), store in zip(results, ("flag", "env"), strict=True):
-        line = one_error_line(done, 2)
+        line = one_error_line(done, 2, empty_stdout=True)
         assert address in line
         assert seconds < 45
         assert_nothing_written(tmp_path / store)
