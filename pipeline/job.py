@@ -146,8 +146,14 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         log.info("nothing changed since version %d: no new version written", parent)
         return ComputeResult(previous.stats, url, written=False)
 
+    written: dict[str, Any] = {}
+
+    def serialise(number: int, parent: int | None) -> bytes:
+        written.update(build(number, parent))  # the last call is the version that was created
+        return dumps(written)
+
     try:
-        version = store.write(lambda number, parent: dumps(build(number, parent)), parent)
+        version = store.write(serialise, parent)
     except StoreError as exc:
         raise ResultNotStoredError(
             f"{exc} (the computed statistics are printed on stdout)", build(None, parent)
@@ -161,7 +167,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         except StoreError as exc:  # the stats are stored; only the next run's shortcut is lost
             log.warning("%s; the next run will read every file", exc)
     log.info("wrote %s", url)
-    return ComputeResult(store.load(version), url, written=True)
+    return ComputeResult(Stats.from_document(written), url, written=True)
 
 
 def _scan(

@@ -96,13 +96,17 @@ def _numbers(doc: Mapping[str, Any], key: str, length: int) -> tuple[float, ...]
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
     ):
         raise StatsFileError(f"stats file key {key!r} must hold {length} numbers")
+    return tuple(_finite(key, v) for v in values)
+
+
+def _finite(key: str, value: int | float) -> float:
     try:
-        floats = tuple(float(v) for v in values)
+        number = float(value)
     except OverflowError:
         raise StatsFileError(f"stats file key {key!r} holds a number too large") from None
-    if not all(math.isfinite(v) for v in floats):
+    if not math.isfinite(number):
         raise StatsFileError(f"stats file key {key!r} holds a non-finite number")
-    return floats
+    return number
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ class Stats:
         if not channels or not all(isinstance(c, str) for c in channels):
             raise StatsFileError("stats file key 'channels' must list channel names")
         n = len(channels)
-        (scale,) = _numbers({"scale": [_require(doc, "scale", int | float)]}, "scale", 1)
+        scale = _finite("scale", _require(doc, "scale", int | float))
         if scale <= 0:
             raise StatsFileError("stats file key 'scale' must be positive")
         skipped = doc.get("skipped", [])

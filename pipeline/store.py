@@ -84,11 +84,9 @@ class StatsStore:
         """Every version number in the store, ascending (listing caches bypassed)."""
         try:
             names = self.fs.ls(self.location.path, detail=False, refresh=True)
-        except FileNotFoundError as exc:
-            if self._container_exists():
-                return []  # no folder yet, so no versions
-            raise as_storage_error(exc, self.location, "list store", StoreUnreachableError) from exc
         except Exception as exc:
+            if isinstance(exc, FileNotFoundError) and self._container_exists():
+                return []  # no folder yet, so no versions
             raise as_storage_error(exc, self.location, "list store", StoreUnreachableError) from exc
         found = (parse_version_name(name.rstrip("/").rsplit("/", 1)[-1]) for name in names)
         return sorted(v for v in found if v is not None)

@@ -74,6 +74,7 @@ def test_worker_killed_mid_run_is_exact(tmp_path, reference):
         while time.monotonic() < deadline and not any(client.processing().values()):
             time.sleep(0.05)
         time.sleep(0.3)  # let tasks get going on both workers
+        assert thread.is_alive(), "the run ended before the kill: nothing was tested"
         victim = sorted(pids.values())[0]
         os.kill(victim, signal.SIGKILL)
         thread.join(120)
