@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument(
         "--max-image-pixels", type=int, metavar="N", help="decompression bomb limit"
     )
+    compute.add_argument(
+        "--decode-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="skip a file whose decode takes longer (default 60; 0: no limit, decode in the "
+        "worker process)",
+    )
     compute.add_argument("--unsafe-store", action="store_true", help="write to a store that "
                          "cannot create files exclusively")
     compute.add_argument("--full", action="store_true", help="read every file again")

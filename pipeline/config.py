@@ -18,6 +18,7 @@ import yaml
 from .decode import DEFAULT_MAX_IMAGE_PIXELS, MODES, Mode
 from .errors import UsageError
 from .listing import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_FILES
+from .sandbox import DEFAULT_DECODE_TIMEOUT
 
 __all__ = ["JobConfig", "load_config_file", "parse_json_options"]
 
@@ -46,6 +47,7 @@ class JobConfig:
     shard_bytes: int = DEFAULT_SHARD_BYTES
     shard_files: int = DEFAULT_SHARD_FILES
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
     unsafe_store: bool = False
 
     def __post_init__(self) -> None:
@@ -61,6 +63,11 @@ class JobConfig:
             raise UsageError(f"split_every must be at least 2, not {self.split_every}")
         if self.shard_bytes < 1 or self.shard_files < 1:
             raise UsageError("shard_bytes and shard_files must be positive")
+        if not 0 <= self.decode_timeout < float("inf"):
+            raise UsageError(
+                "decode_timeout must be a number of seconds (0: no limit), "
+                f"not {self.decode_timeout}"
+            )
 
     @property
     def scheduler_address(self) -> str | None:
@@ -109,6 +116,10 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise wrong("an integer")
         return value
+    if key == "decode_timeout":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise wrong("a number of seconds")
+        return float(value)
     if key in _BOOL_KEYS:
         if not isinstance(value, bool):
             raise wrong("true or false")

@@ -25,6 +25,7 @@ from .decode import Mode
 from .errors import ImgstatsError, SchedulerError
 from .listing import Shard
 from .location import Location
+from .sandbox import scan_in_sandbox
 from .scan import ScanResult, merge_results, scan_shard
 
 __all__ = ["DEFAULT_SPLIT_EVERY", "dask_client", "run_scan", "submit_scan"]
@@ -70,8 +71,9 @@ def dask_client(
         except (OSError, TimeoutError, ValueError) as exc:
             raise SchedulerError(f"cannot reach Dask scheduler at {scheduler}: {exc}") from exc
         with client:
-            log.info("attached to Dask scheduler %s (dashboard %s)", scheduler,
-                     client.dashboard_link)
+            log.info(
+                "attached to Dask scheduler %s (dashboard %s)", scheduler, client.dashboard_link
+            )
             yield client
         return
     with (
@@ -117,6 +119,7 @@ def run_scan(
     *,
     split_every: int = DEFAULT_SPLIT_EVERY,
     max_image_pixels: int | None,
+    decode_timeout: float = 0,
     keep_rows: bool = False,
     show_progress: bool = False,
 ) -> ScanResult:
@@ -132,6 +135,7 @@ def run_scan(
         mode,
         split_every=split_every,
         max_image_pixels=max_image_pixels,
+        decode_timeout=decode_timeout,
         keep_rows=keep_rows,
     )
     if show_progress and sys.stderr.isatty():
@@ -152,17 +156,24 @@ def submit_scan(
     *,
     split_every: int = DEFAULT_SPLIT_EVERY,
     max_image_pixels: int | None,
+    decode_timeout: float = 0,
     keep_rows: bool = False,
 ) -> tuple[list[Future], Future]:
-    """Submit the scan tasks, in batches, and the merge tree: (scan futures, final future)."""
+    """Submit the scan tasks, in batches, and the merge tree: (scan futures, final future).
+
+    With a ``decode_timeout`` (seconds), each task decodes in a sandbox process
+    (:mod:`pipeline.sandbox`): a file that hangs or crashes its decoder is skipped.
+    """
     token = uuid.uuid4().hex[:12]
-    task = partial(
-        scan_shard,
-        location,
-        mode=mode,
-        max_image_pixels=max_image_pixels,
-        keep_rows=keep_rows,
-    )
+    options: dict[str, Any] = {
+        "mode": mode,
+        "max_image_pixels": max_image_pixels,
+        "keep_rows": keep_rows,
+    }
+    if decode_timeout:
+        task = partial(scan_in_sandbox, location, decode_timeout=decode_timeout, **options)
+    else:
+        task = partial(scan_shard, location, **options)
     scans: list[Future] = []
     for batch in _batches(shards, _batch_bytes()):
         scans += client.map(

@@ -176,6 +176,10 @@ def _scan(
     """Decode ``files`` on the cluster: the merged result, the number of shards and threads."""
     if not files:
         return ScanResult(), 0, 0
+    decode_timeout = config.decode_timeout
+    if source.is_process_local and decode_timeout:
+        log.info("%s lives in this process: decoding without a sandbox or time limit", source.url)
+        decode_timeout = 0
     with dask_client(
         config.scheduler_address,
         config.workers,
@@ -195,6 +199,7 @@ def _scan(
             config.mode,
             split_every=config.split_every,
             max_image_pixels=config.max_image_pixels,
+            decode_timeout=decode_timeout,
             keep_rows=True,
             show_progress=show_progress,
         )
@@ -289,6 +294,7 @@ def _provenance(config: JobConfig, result: ScanResult) -> dict[str, Any]:
         "exclude": list(config.exclude),
         "high_bit_depth_images": result.high_bit_depth,
         "max_image_pixels": config.max_image_pixels,
+        "decode_timeout": config.decode_timeout,
         "python": platform.python_version(),
         "dask": dask.__version__,
         "distributed": distributed.__version__,

@@ -90,8 +90,13 @@ def scan_shard(
     mode: Mode,
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     keep_rows: bool = False,
+    on_decode: Callable[[int], None] | None = None,
 ) -> ScanResult:
-    """Decode every file of ``shard`` and return its merged moments and skip list."""
+    """Decode every file of ``shard`` and return its merged moments and skip list.
+
+    ``on_decode``, if given, is called with a file's index in ``shard.files`` just before
+    its decode starts and with -1 once its moments are summed (the sandbox watches these).
+    """
     started = time.perf_counter()
     fs = location.filesystem()
     totals: dict[str, mom.AnyMoments] = {}
@@ -101,30 +106,28 @@ def scan_shard(
     rows: list[FileRow] = []
     high = 0
     nbytes = 0
-    for entry, data in read_files(fs, location, shard.files):
+    for index, (entry, data) in enumerate(read_files(fs, location, shard.files)):
         if isinstance(data, Skip):
             skipped.append(data)
             continue
         nbytes += len(data)
+        if on_decode is not None:
+            on_decode(index)
         try:
-            decoded = decode(data, mode, max_image_pixels)
-        except DecodeError as exc:
-            skipped.append(Skip(entry.path, str(exc)))
+            counted_file = _count(data, mode, max_image_pixels)
+        finally:
+            if on_decode is not None:
+                on_decode(-1)
+        if isinstance(counted_file, str):
+            skipped.append(Skip(entry.path, counted_file))
             continue
-        except MemoryError:
-            skipped.append(Skip(entry.path, "out of memory while decoding"))
-            continue
-        except Exception as exc:  # a decoder bug on a hostile file must not fail the run
-            skipped.append(Skip(entry.path, f"cannot decode: {type(exc).__name__}: {exc}"))
-            continue
-        key = layout_key(decoded)
-        value = mom.from_pixels(decoded.pixels)
+        key, value, high_bit_depth = counted_file
         totals[key] = totals[key].merge(value) if key in totals else value
         images[key] += 1
-        high += decoded.high_bit_depth
+        high += high_bit_depth
         counted = counted.add(entry)
         if keep_rows and isinstance(value, mom.Moments):  # float samples keep no record
-            rows.append(FileRow(entry, key, value, decoded.high_bit_depth))
+            rows.append(FileRow(entry, key, value, high_bit_depth))
     return ScanResult(
         totals,
         images,
@@ -135,6 +138,21 @@ def scan_shard(
         nbytes,
         time.perf_counter() - started,
     )
+
+
+def _count(
+    data: bytes, mode: Mode, max_image_pixels: int | None
+) -> tuple[str, mom.AnyMoments, bool] | str:
+    """One file's (layout key, moments, high bit depth), or why it cannot be counted."""
+    try:
+        decoded = decode(data, mode, max_image_pixels)
+    except DecodeError as exc:
+        return str(exc)
+    except MemoryError:
+        return "out of memory while decoding"
+    except Exception as exc:  # a decoder bug on a hostile file must not fail the run
+        return f"cannot decode: {type(exc).__name__}: {exc}"
+    return layout_key(decoded), mom.from_pixels(decoded.pixels), decoded.high_bit_depth
 
 
 def layout_key(decoded: Decoded) -> str:

@@ -1,0 +1,286 @@
+"""Shard scans in a supervised child process: a decoder that hangs or crashes costs one
+skipped file, not a worker or the run.
+
+Decoders are C code fed hostile bytes. A decode that never returns cannot be interrupted in
+a thread, and a segfault takes the whole Dask worker down (and, retried, every worker that
+gets the task). So each worker thread keeps one child process (``python -m
+pipeline.sandbox``) that runs :func:`~pipeline.scan.scan_shard` on chunks of a shard and
+writes the index of the file it is decoding into a shared page. The parent waits for the
+chunk's result; if one file's decode outlasts the time limit it kills the child, or if the
+child dies, it knows which file did it: that file is skipped with the reason, a fresh child
+scans the rest of the chunk. Finished chunks are never decoded twice.
+
+The child reads its files itself (it opens its own filesystem from the
+:class:`~pipeline.location.Location`), so image bytes never cross the process boundary;
+only file lists go in and merged results come out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import mmap
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import moments as mom
+from .decode import MODES, decode
+from .listing import FileEntry, Shard
+from .location import Location
+from .scan import ScanResult, Skip, scan_shard
+
+__all__ = ["CHUNK_FILES", "DEFAULT_DECODE_TIMEOUT", "SandboxError", "scan_in_sandbox"]
+
+#: Seconds one file's decode may take before it is skipped (``decode_timeout``).
+DEFAULT_DECODE_TIMEOUT = 60.0
+#: Files per request to the child: at most this many are decoded again after a crash.
+CHUNK_FILES = 256
+#: Child deaths in a row outside any decode (a broken install, the OOM killer...) before
+#: the task fails instead of trying once more.
+_DEATHS_OUTSIDE_DECODE = 2
+_PROGRESS = struct.Struct("<q")  # index of the file being decoded + 1; 0 between files
+
+
+class SandboxError(RuntimeError):
+    """The sandbox child cannot do its work (it dies before any decode)."""
+
+
+@dataclass(frozen=True)
+class _Died:
+    """The child stopped answering: while decoding ``index`` (or between files: None)."""
+
+    index: int | None
+    reason: str
+
+
+def scan_in_sandbox(
+    location: Location,
+    shard: Shard,
+    mode: str,
+    max_image_pixels: int | None,
+    keep_rows: bool = False,
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
+) -> ScanResult:
+    """:func:`~pipeline.scan.scan_shard` in a child process, each file's decode limited to
+    ``decode_timeout`` seconds; a file that hangs or crashes the decoder is skipped."""
+    started = time.perf_counter()
+    total = ScanResult()
+    with _borrow_child() as child:
+        for start in range(0, len(shard.files), CHUNK_FILES):
+            chunk = shard.files[start : start + CHUNK_FILES]
+            request = {"mode": mode, "max_image_pixels": max_image_pixels, "keep_rows": keep_rows}
+            total = total.merge(child.scan(location, shard.index, chunk, request, decode_timeout))
+    return ScanResult(
+        total.moments,
+        total.images,
+        total.high_bit_depth,
+        total.skipped,
+        total.files,
+        total.rows,
+        total.bytes_read,
+        time.perf_counter() - started,
+    )
+
+
+class _Child:
+    """One ``python -m pipeline.sandbox`` process and the parent's end of its channels."""
+
+    def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        parent_end, child_end = socket.socketpair()
+        self._page_file = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
+        self._page_file.truncate(mmap.PAGESIZE)
+        self._page = mmap.mmap(self._page_file.fileno(), mmap.PAGESIZE)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH", "")) if p
+        )
+        with child_end:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline.sandbox",
+                    str(child_end.fileno()),
+                    str(self._page_file.fileno()),
+                ],
+                pass_fds=(child_end.fileno(), self._page_file.fileno()),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
+        self._conn = Connection(parent_end.detach())
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def scan(
+        self,
+        location: Location,
+        shard_index: int,
+        files: Sequence[FileEntry],
+        request: dict[str, Any],
+        decode_timeout: float,
+    ) -> ScanResult:
+        """Scan ``files``, skipping (and restarting after) each one that hangs or crashes."""
+        result = ScanResult()
+        pending = list(files)
+        deaths = 0
+        while pending:
+            outcome = self._request(
+                location, Shard(shard_index, tuple(pending)), request, decode_timeout
+            )
+            if isinstance(outcome, ScanResult):
+                return result.merge(outcome)
+            self._restart()
+            if outcome.index is None:
+                deaths += 1
+                if deaths >= _DEATHS_OUTSIDE_DECODE:
+                    raise SandboxError(f"the decode sandbox process {outcome.reason}")
+                continue
+            deaths = 0
+            bad = pending.pop(outcome.index)
+            result = result.merge(ScanResult(skipped=(Skip(bad.path, outcome.reason),)))
+        return result
+
+    def _request(
+        self, location: Location, shard: Shard, request: dict[str, Any], decode_timeout: float
+    ) -> ScanResult | _Died:
+        _PROGRESS.pack_into(self._page, 0, 0)
+        try:
+            self._conn.send((location, shard, request))
+        except OSError:
+            return _Died(None, self._exit_reason())
+        tick = min(1.0, max(0.01, decode_timeout / 20))
+        watched, since = 0, time.monotonic()
+        while not self._conn.poll(tick):
+            now = time.monotonic()
+            (decoding,) = _PROGRESS.unpack_from(self._page, 0)
+            if decoding != watched:
+                watched, since = decoding, now
+            elif decoding and now - since > decode_timeout:
+                return _Died(decoding - 1, f"decoding took longer than {decode_timeout:g} s")
+            if not self.alive():
+                break
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            (decoding,) = _PROGRESS.unpack_from(self._page, 0)
+            return _Died(decoding - 1 if decoding else None, self._exit_reason())
+        if status == "error":
+            raise value  # what scan_shard raised (a read that kept failing): the task fails
+        return value
+
+    def _exit_reason(self) -> str:
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "stopped answering"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"the decoder crashed ({signal.Signals(-code).name})"
+            return f"the decoder crashed (signal {-code})"
+        return f"the decode process exited with status {code}"
+
+    def _restart(self) -> None:
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        """Stop the child (at once: it may be stuck in a decoder) and free the channels."""
+        if self.alive():
+            self._process.kill()
+        self._process.wait()
+        self._conn.close()
+        self._page.close()
+        self._page_file.close()
+
+
+_idle: list[_Child] = []
+_idle_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _borrow_child() -> Iterator[_Child]:
+    """An idle child of this process (one per concurrent task), started when none is left."""
+    with _idle_lock:
+        child = None
+        while _idle and child is None:
+            candidate = _idle.pop()
+            if candidate.alive():
+                child = candidate
+            else:
+                candidate.close()
+    child = child or _Child()
+    try:
+        yield child
+    except BaseException:
+        child.close()  # its state is unknown: a task that failed does not hand it on
+        raise
+    with _idle_lock:
+        _idle.append(child)
+
+
+def _warm_up() -> None:
+    """Load what a first decode would (codecs, compiled kernels), so that the time limit
+    counts decoding only."""
+    for fmt in ("PNG", "JPEG"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, fmt)
+        for mode in MODES:
+            decoded = decode(buffer.getvalue(), mode)
+            mom.from_pixels(decoded.pixels)
+    mom.from_pixels(np.zeros((1, 1, 3), np.uint16))
+
+
+def _serve(channel_fd: int, page_fd: int) -> None:
+    """The child's loop: scan each requested shard, report the file being decoded."""
+    conn = Connection(channel_fd)
+    page = mmap.mmap(page_fd, mmap.PAGESIZE)
+    _warm_up()
+
+    def on_decode(index: int) -> None:
+        _PROGRESS.pack_into(page, 0, index + 1)
+
+    while True:
+        try:
+            location, shard, request = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        try:
+            reply: tuple[str, Any] = (
+                "ok",
+                scan_shard(location, shard, on_decode=on_decode, **request),
+            )
+        except Exception as exc:
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an exception that does not pickle
+            conn.send(("error", SandboxError(f"{type(exc).__name__}: {exc}")))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        _serve(int(sys.argv[1]), int(sys.argv[2]))
