@@ -135,6 +135,11 @@ class _Child:
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    def decoding(self) -> int | None:
+        """The index (in the current request) of the file being decoded, or None."""
+        (value,) = _PROGRESS.unpack_from(self._page, 0)
+        return value - 1 if value else None
+
     def scan(
         self,
         location: Location,
@@ -173,21 +178,20 @@ class _Child:
         except OSError:
             return _Died(None, self._exit_reason())
         tick = min(1.0, max(0.01, decode_timeout / 20))
-        watched, since = 0, time.monotonic()
+        watched, since = None, time.monotonic()
         while not self._conn.poll(tick):
             now = time.monotonic()
-            (decoding,) = _PROGRESS.unpack_from(self._page, 0)
+            decoding = self.decoding()
             if decoding != watched:
                 watched, since = decoding, now
-            elif decoding and now - since > decode_timeout:
-                return _Died(decoding - 1, f"decoding took longer than {decode_timeout:g} s")
+            elif decoding is not None and now - since > decode_timeout:
+                return _Died(decoding, f"decoding took longer than {decode_timeout:g} s")
             if not self.alive():
                 break
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            (decoding,) = _PROGRESS.unpack_from(self._page, 0)
-            return _Died(decoding - 1 if decoding else None, self._exit_reason())
+            return _Died(self.decoding(), self._exit_reason())
         if status == "error":
             raise value  # what scan_shard raised (a read that kept failing): the task fails
         return value

@@ -1,0 +1,225 @@
+"""The decode sandbox: a decode over the time limit or a crashing decoder costs one skipped file,
+the rest is counted exactly, and no process is left behind. Real child processes, real signals,
+real image files; the slow file is a real 64-megapixel PNG (about 1.5 s to decode here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from pipeline import sandbox
+from pipeline.listing import Shard, list_images
+from pipeline.location import resolve
+from pipeline.scan import scan_shard
+
+from conftest import ROOT
+from reference import reference_stats
+
+SLOW = "m-slow.png"  # in the middle of the listing: files before and after it are counted
+LIMIT = 0.25  # seconds: ~100x a small file's decode, ~1/6 of the slow one's
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """12 small RGB PNGs, a truncated one, and one slow 8,000 x 8,000 PNG."""
+    root = tmp_path_factory.mktemp("sandbox")
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        name = f"{'a' if i < 6 else 'z'}{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / name)
+    good = (root / "a00.png").read_bytes()
+    (root / "b-truncated.png").write_bytes(good[: len(good) // 2])
+    Image.new("L", (8000, 8000), 7).save(root / SLOW)
+    return root
+
+
+def small_files_reference(folder):
+    names = sorted(p.name for p in folder.glob("[az]*.png"))
+    return reference_stats(
+        (np.asarray(Image.open(folder / n).convert("RGB")).tolist() for n in names), 255
+    )
+
+
+def shard_of(folder):
+    location = resolve(str(folder), {})
+    entries = list_images(location.filesystem(), location.path, (), (), url=location.url)
+    return location, Shard(0, tuple(entries))
+
+
+def assert_small_files_exact(result, folder):
+    expected = small_files_reference(folder)
+    [moments] = result.moments.values()
+    assert result.images["RGB uint8"] == expected.image_count == 12
+    assert moments.count == expected.pixel_count
+    assert moments.sum == expected.sum and moments.sum_sq == expected.sum_sq
+    assert moments.min == expected.min and moments.max == expected.max
+
+
+def skip_of(result, name):
+    [reason] = [s.error for s in result.skipped if s.path == name]
+    return reason
+
+
+def test_the_sandbox_gives_what_the_worker_process_gives(folder, monkeypatch):
+    location, shard = shard_of(folder)
+    small = Shard(0, tuple(e for e in shard.files if e.path != SLOW))
+    monkeypatch.setattr(sandbox, "CHUNK_FILES", 5)  # three requests, merged
+    inside = sandbox.scan_in_sandbox(location, small, "rgb", None, keep_rows=True)
+    outside = scan_shard(location, small, "rgb", None, keep_rows=True)
+    assert inside.moments == outside.moments and inside.images == outside.images
+    assert inside.skipped == outside.skipped and inside.files == outside.files
+    assert inside.bytes_read == outside.bytes_read
+    assert len(inside.rows) == 3
+    assert_small_files_exact(inside, folder)
+    assert "truncated" in skip_of(inside, "b-truncated.png")
+
+
+def test_a_decode_over_the_time_limit_is_skipped_and_the_rest_counted(folder):
+    location, shard = shard_of(folder)
+    result = sandbox.scan_in_sandbox(location, shard, "rgb", None, decode_timeout=LIMIT)
+    assert skip_of(result, SLOW) == f"decoding took longer than {LIMIT:g} s"
+    assert_small_files_exact(result, folder)
+    assert [s.path for s in sorted(result.skipped)] == ["b-truncated.png", SLOW]
+
+
+def kill_when_decoding(index, signum):
+    """Send ``signum`` to the pooled child as soon as it decodes file ``index``."""
+    [child] = sandbox._idle
+    seen = threading.Event()
+
+    def watch():
+        deadline = time.monotonic() + 30
+        while child.decoding() != index and time.monotonic() < deadline:
+            time.sleep(0.002)
+        seen.set()
+        os.kill(child.pid, signum)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGSEGV, signal.SIGKILL])
+def test_a_crashing_decoder_costs_one_file(folder, signum):
+    location, shard = shard_of(folder)
+    sandbox.scan_in_sandbox(location, Shard(0, shard.files[:1]), "rgb", None)  # one warm child
+    slow = [e.path for e in shard.files].index(SLOW)
+    seen = kill_when_decoding(slow, signum)
+    result = sandbox.scan_in_sandbox(location, shard, "rgb", None)
+    assert seen.is_set()
+    assert skip_of(result, SLOW) == f"the decoder crashed ({signal.Signals(signum).name})"
+    assert_small_files_exact(result, folder)
+    [child] = sandbox._idle  # a fresh child finished the shard and waits for the next one
+    assert child.alive() and child.decoding() is None
+
+
+def test_a_dead_idle_child_is_replaced(folder):
+    location, shard = shard_of(folder)
+    small = Shard(0, tuple(e for e in shard.files if e.path != SLOW))
+    sandbox.scan_in_sandbox(location, small, "rgb", None)
+    [child] = sandbox._idle
+    os.kill(child.pid, signal.SIGKILL)
+    psutil.Process(child.pid).wait(10)
+    result = sandbox.scan_in_sandbox(location, small, "rgb", None)
+    assert_small_files_exact(result, folder)
+    assert sandbox._idle[0].pid != child.pid
+
+
+def test_the_child_does_not_outlive_a_killed_worker(folder):
+    """A Dask worker SIGKILLed (OOM killer...) leaves no sandbox process behind."""
+    script = (
+        "import sys; from pipeline import sandbox; from pipeline.listing import Shard, "
+        "list_images; from pipeline.location import resolve\n"
+        f"loc = resolve({str(folder)!r}, {{}})\n"
+        "entries = list_images(loc.filesystem(), loc.path, (), (), url=loc.url)\n"
+        "sandbox.scan_in_sandbox(loc, Shard(0, tuple(entries[:2])), 'rgb', None)\n"
+        "print(sandbox._idle[0].pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, cwd=ROOT,
+    )
+    child = psutil.Process(int(worker.stdout.readline()))
+    assert "pipeline.sandbox" in child.cmdline()
+    worker.kill()
+    worker.wait()
+    child.wait(10)  # raises TimeoutExpired if the child lingers
+    assert not child.is_running()
+
+
+def sandbox_processes(marker):
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "pipeline.sandbox" in (process.info["cmdline"] or []) and (
+                process.environ().get("IMGSTATS_TEST_MARKER") == marker
+            ):
+                found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_cli_skips_a_file_over_the_limit_and_leaves_no_process(folder, tmp_path, imgstats):
+    marker = uuid.uuid4().hex
+    done = imgstats(
+        "compute", str(folder), "--out", str(tmp_path / "stats"), "--workers", "1",
+        "--decode-timeout", str(LIMIT), env={"IMGSTATS_TEST_MARKER": marker},
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "stats" / "v000001.json").read_text())
+    assert doc["skipped"] == [
+        {"path": "b-truncated.png", "error": skip_of_doc(doc, "b-truncated.png")},
+        {"path": SLOW, "error": f"decoding took longer than {LIMIT:g} s"},
+    ]
+    expected = small_files_reference(folder).as_document()
+    assert {k: doc[k] for k in expected} == expected
+    assert doc["provenance"]["decode_timeout"] == LIMIT
+    assert f"skipped {SLOW}: decoding took longer" in done.stderr
+    deadline = time.monotonic() + 10
+    while sandbox_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_processes(marker) == []
+
+
+def skip_of_doc(doc, name):
+    [reason] = [s["error"] for s in doc["skipped"] if s["path"] == name]
+    return reason
+
+
+def test_without_a_limit_decoding_stays_in_the_worker(folder, tmp_path, imgstats):
+    marker = uuid.uuid4().hex
+    watcher_saw: list[int] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            watcher_saw.extend(p.pid for p in sandbox_processes(marker))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    done = imgstats(
+        "compute", str(folder), "--out", str(tmp_path / "stats"), "--workers", "1",
+        "--exclude", SLOW, "--decode-timeout", "0", env={"IMGSTATS_TEST_MARKER": marker},
+    )
+    stop.set()
+    thread.join()
+    assert done.returncode == 0, done.stderr
+    assert watcher_saw == []
+    doc = json.loads((tmp_path / "stats" / "v000001.json").read_text())
+    assert doc["provenance"]["decode_timeout"] == 0
+    expected = small_files_reference(folder).as_document()
+    assert {k: doc[k] for k in expected} == expected
+
