@@ -9,6 +9,7 @@ to the client. Shards are submitted in batches that each stay far below distribu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -141,11 +142,27 @@ def run_scan(
     if show_progress and sys.stderr.isatty():
         progress([*scans, final], notebook=False)
     try:
-        return final.result()
+        result = final.result()
     except ImgstatsError:
         raise
     except Exception as exc:
         raise ImgstatsError(f"run failed: {type(exc).__name__}: {exc}") from exc
+    return dataclasses.replace(result, task_retries=_task_retries(client, scans))
+
+
+def _task_retries(client: Client, futures: Sequence[Future]) -> int:
+    """How many times these tasks failed and were run again (0 if the scheduler cannot say)."""
+
+    def count(keys: list[str], allowed: int, dask_scheduler: Any = None) -> int:
+        tasks = dask_scheduler.tasks
+        return sum(allowed - tasks[key].retries for key in keys if key in tasks)
+
+    try:
+        # A nested function travels by value: the scheduler needs no imgstats installed.
+        return int(client.run_on_scheduler(count, [f.key for f in futures], TASK_RETRIES))
+    except Exception as exc:
+        log.debug("cannot count task retries: %s", exc)
+        return 0
 
 
 def submit_scan(

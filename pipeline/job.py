@@ -33,6 +33,7 @@ from .listing import FileEntry, list_images, make_shards
 from .location import Location, resolve, storage_errors
 from .moments import Moments
 from .record import FileRecord, record_name
+from .retries import retry_count
 from .scan import ScanResult
 from .stats import Stats, build_document, dumps
 from .store import StatsStore, open_store, version_name
@@ -74,10 +75,14 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
     source = resolve(config.source, config.source_options)
     store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
     with storage_errors(source, "list source", SourceUnreachableError):
+        source_fs = source.filesystem()
+        client_retries = {id(count): count for count in (retry_count(source_fs),)}
         entries = list_images(
-            source.filesystem(), source.path, config.include, config.exclude, url=source.url
+            source_fs, source.path, config.include, config.exclude, url=source.url
         )
     log.info("listed %d image files (%d bytes) under %s", len(entries), _bytes(entries), source.url)
+    store_retries = retry_count(store.fs)
+    client_retries.setdefault(id(store_retries), store_retries)
     store.check_writable()
     parent = max(store.versions(), default=None)
     previous = None if config.full or parent is None else _previous(store, parent, source, config)
@@ -117,6 +122,10 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
         "task_seconds": round(scanned.seconds, 3),
     }
 
+    def retries() -> dict[str, int]:
+        requests = scanned.retries + sum(c.value for c in client_retries.values())
+        return {"storage_requests": requests, "tasks": scanned.task_retries}
+
     def build(version: int | None, parent: int | None) -> dict[str, Any]:
         layout, dtype = layout_key.split(" ")
         return build_document(
@@ -135,7 +144,11 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
                 "bytes": result.files.nbytes,
                 "fingerprint": result.files.fingerprint,
             },
-            run={**run, "seconds": round(time.perf_counter() - started, 3)},
+            run={
+                **run,
+                "retries": retries(),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
             provenance=_provenance(config, result),
             tool_version=__version__,
             record=record_name(version) if keeps_record and version is not None else None,
@@ -159,6 +172,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
             f"{exc} (the computed statistics are printed on stdout)", build(None, parent)
         ) from exc
     url = store.url_of(version_name(version))
+    _report_retries(retries())
     if keeps_record:
         kept = [previous.record.take(planned.reused)] if previous else []
         record = FileRecord.concat([*kept, FileRecord.from_blocks(scanned.rows)])
@@ -247,6 +261,16 @@ def _same_content(new: dict[str, Any], old: Any) -> bool:
         return {k: v for k, v in dict(doc).items() if k not in _RUN_KEYS}
 
     return content(new) == content(old)
+
+
+def _report_retries(retries: dict[str, int]) -> None:
+    """One warning line when storage requests or tasks had to be retried."""
+    if any(retries.values()):
+        log.warning(
+            "the run needed retries: %d storage requests, %d tasks (transient faults)",
+            retries["storage_requests"],
+            retries["tasks"],
+        )
 
 
 def _bytes(entries: list[FileEntry]) -> int:

@@ -18,6 +18,7 @@ only file lists go in and merged results come out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import mmap
 import os
@@ -84,16 +85,7 @@ def scan_in_sandbox(
             chunk = shard.files[start : start + CHUNK_FILES]
             request = {"mode": mode, "max_image_pixels": max_image_pixels, "keep_rows": keep_rows}
             total = total.merge(child.scan(location, shard.index, chunk, request, decode_timeout))
-    return ScanResult(
-        total.moments,
-        total.images,
-        total.high_bit_depth,
-        total.skipped,
-        total.files,
-        total.rows,
-        total.bytes_read,
-        time.perf_counter() - started,
-    )
+    return dataclasses.replace(total, seconds=time.perf_counter() - started)
 
 
 class _Child:

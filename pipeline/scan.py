@@ -23,6 +23,7 @@ from .errors import DecodeError
 from .listing import FileEntry, FileSet, Shard
 from .location import Location
 from .record import FileRecord, FileRow
+from .retries import retry_count
 
 __all__ = ["FileRow", "ScanResult", "Skip", "read_files", "scan_shard"]
 
@@ -59,6 +60,8 @@ class ScanResult:
     rows: tuple[bytes, ...] = ()
     bytes_read: int = 0
     seconds: float = 0.0
+    retries: int = 0  # storage requests sent again (see :mod:`pipeline.retries`)
+    task_retries: int = 0  # scan tasks run again after failing (set by the graph)
 
     def merge(self, other: ScanResult) -> ScanResult:
         merged = dict(self.moments)
@@ -73,6 +76,8 @@ class ScanResult:
             self.rows + other.rows,
             self.bytes_read + other.bytes_read,
             self.seconds + other.seconds,
+            self.retries + other.retries,
+            self.task_retries + other.task_retries,
         )
 
 
@@ -99,6 +104,8 @@ def scan_shard(
     """
     started = time.perf_counter()
     fs = location.filesystem()
+    retries = retry_count(fs)
+    retried_before = retries.value
     totals: dict[str, mom.AnyMoments] = {}
     images: Counter[str] = Counter()
     skipped: list[Skip] = []
@@ -137,6 +144,7 @@ def scan_shard(
         (FileRecord.from_rows(rows).to_block(),) if rows else (),
         nbytes,
         time.perf_counter() - started,
+        retries.value - retried_before,
     )
 
 

@@ -248,11 +248,12 @@ def _mb(kilobytes: Iterable[int]) -> list[float]:
 
 # --- imgstats, instrumented in its workers ---------------------------------------------------
 
-#: A worker preload (``distributed.worker.preload``): times decode and moments calls in the
-#: worker, samples its resident memory while an image is decoded (``ru_maxrss`` would not do:
-#: it keeps the peak of the forked parent from before the worker's exec), and writes the
-#: figures to OUT/worker-PID.json at teardown.
-PRELOAD = """
+#: The probe, loaded in every worker (a ``distributed.worker.preload``) and every decode
+#: sandbox child (as ``sitecustomize``, found through PYTHONPATH, which the worker hands on):
+#: times decode and moments calls, samples resident memory while an image is decoded
+#: (``ru_maxrss`` would not do: it keeps the peak of the forked parent from before the
+#: worker's exec), and writes the figures to OUT/<role>-PID.json when the process ends.
+PROBE = """
 import atexit, json, os, resource, time
 
 _stats = {"pid": os.getpid(), "decode": 0.0, "decode_cpu": 0.0, "moments": 0.0, "images": 0}
@@ -264,15 +265,16 @@ def _rss():
         return int(f.read().split()[1]) * _PAGE
 
 
-def _write():
-    with open(os.path.join(OUT, "worker-%d.json" % os.getpid()), "w") as f:
+def write():
+    with open(os.path.join(OUT, "%s-%d.json" % (_stats["role"], os.getpid())), "w") as f:
         json.dump(_stats, f)
 
 
-def dask_setup(worker):
+def install(role):
     import pipeline.moments as mom
     import pipeline.scan as scan
 
+    _stats["role"] = role
     decode, from_pixels = scan.decode, mom.from_pixels
     clock = time.perf_counter
 
@@ -285,6 +287,8 @@ def dask_setup(worker):
             _stats["decode_cpu"] += time.thread_time() - cpu
 
     def timed_from_pixels(pixels):
+        if pixels.size <= 8 * 8 * 4:  # the sandbox's warm-up (loads the compiled kernels)
+            return from_pixels(pixels)
         if pixels.nbytes > 2**22 or _stats["images"] % 16 == 0:
             _stats["peak_rss"] = max(_stats["peak_rss"], _rss())
         started = clock()
@@ -299,12 +303,31 @@ def dask_setup(worker):
 
     scan.decode, mom.from_pixels = timed_decode, timed_from_pixels
     _stats["start_rss"] = _stats["peak_rss"] = _rss()
-    atexit.register(_write)
+    atexit.register(write)
+"""
+
+PRELOAD = """
+import os, sys
+sys.path.insert(0, OUT)
+import imgstats_bench_probe as probe
+
+
+def dask_setup(worker):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [OUT, os.environ.get("PYTHONPATH")]))
+    os.environ["IMGSTATS_BENCH_PROBE"] = "1"
+    probe.install("worker")
 
 
 def dask_teardown(worker):
-    _stats["end_rss"] = _rss()
-    _write()
+    probe._stats["end_rss"] = probe._rss()
+    probe.write()
+"""
+
+SITECUSTOMIZE = """
+import os
+if os.environ.get("IMGSTATS_BENCH_PROBE") == "1":
+    import imgstats_bench_probe
+    imgstats_bench_probe.install("sandbox")
 """
 
 
@@ -319,8 +342,11 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
     from pipeline import JobConfig, compute_stats
 
     run_dir = Path(tempfile.mkdtemp(dir=scratch))
+    out = f"OUT = {str(run_dir)!r}\n"
+    (run_dir / "imgstats_bench_probe.py").write_text(out + PROBE)
+    (run_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
     preload = run_dir / "bench_preload.py"
-    preload.write_text(f"OUT = {str(run_dir)!r}\n" + PRELOAD)
+    preload.write_text(out + PRELOAD)
     config = JobConfig(
         source=str(folder),
         out=str(run_dir / "stats"),
@@ -334,10 +360,11 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         result = compute_stats(config)
         wall = time.perf_counter() - started
     document = json.loads(Path(result.url).read_text())
+    sandboxed = config.decode_timeout > 0
     reports: list[dict[str, Any]] = []
-    for _ in range(50):  # worker files are written at teardown, as the cluster closes
-        reports = [json.loads(p.read_text()) for p in run_dir.glob("worker-*.json")]
-        if len(reports) >= workers:
+    for _ in range(100):  # written as the processes end, when the cluster closes
+        reports = [json.loads(p.read_text()) for p in run_dir.glob("*-*.json")]
+        if len(reports) >= workers * (1 + sandboxed):
             break
         time.sleep(0.1)
     task_seconds = document["run"]["task_seconds"]
@@ -353,7 +380,10 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         "task_seconds": task_seconds,
         "moments_share": moments / task_seconds if task_seconds else float("nan"),
         "decode_share": decode / task_seconds if task_seconds else float("nan"),
-        "peak_rss_mb": _mb(r["peak_rss"] // 1024 for r in reports),
+        "peak_rss_mb": {
+            role: _mb(r["peak_rss"] // 1024 for r in reports if r["role"] == role)
+            for role in ("worker", "sandbox")
+        },
         "start_rss_mb": _mb(r["start_rss"] // 1024 for r in reports),
         "shards": document["run"].get("shards"),
         "first_moments": first,
@@ -436,7 +466,15 @@ def row(corpus: str, name: str, run: dict[str, Any], baseline: dict[str, Any], e
     share = ""
     if "moments_share" in run:
         share = f"{run['moments_share']:.1%} / {run['decode_share']:.1%}"
-    rss = ", ".join(f"{m:.0f}" for m in run["peak_rss_mb"])
+    peaks = run["peak_rss_mb"]
+    if isinstance(peaks, dict):  # imgstats: each worker and its decode sandbox
+        rss = "; ".join(
+            f"{role} " + ", ".join(f"{m:.0f}" for m in values)
+            for role, values in peaks.items()
+            if values
+        )
+    else:
+        rss = ", ".join(f"{m:.0f}" for m in peaks)
     return (
         f"| {corpus} | {name} | {run['images']} | {wall:.2f} | {run['images'] / wall:,.0f} | "
         f"{run['pixels'] / wall / 1e6:,.1f} | {ratio:.2f} | {1 / ratio:.2f} | {share} | {rss} "
@@ -463,7 +501,7 @@ def bench_corpus(
         print(f"[{tag}] baseline...", file=sys.stderr)
         baseline = run_baseline(paths, context, args.processes, chunk)
         print(f"[{tag}] imgstats...", file=sys.stderr)
-        result = run_imgstats(folder, args.processes, scratch)
+        result = run_imgstats(folder, args.processes, scratch, **args.options)
         counted = baseline["images"] == expected["image_count"]
         name = f"baseline: Pillow loader, Pool({args.processes})"
         rows.append(row(tag, name, baseline, baseline, "decode only" if counted else "COUNT?"))
@@ -476,7 +514,7 @@ def bench_corpus(
             file=sys.stderr,
         )
         if args.scaling:
-            single = run_imgstats(folder, 1, scratch)
+            single = run_imgstats(folder, 1, scratch, **args.options)
             name = "imgstats compute, 1 worker x 1 thread"
             rows.append(row(tag, name, single, baseline, verdict(single["document"], expected)))
             rows.append(
@@ -502,9 +540,15 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="also cProfile N files in-process"
     )
+    parser.add_argument(
+        "--decode-timeout",
+        type=float,
+        help="imgstats' decode_timeout (default: imgstats' default; 0: no sandbox)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/imgstats-bench"))
     args = parser.parse_args()
+    args.options = {} if args.decode_timeout is None else {"decode_timeout": args.decode_timeout}
 
     multiprocessing.set_forkserver_preload(["numpy", "PIL.Image"])
     context = multiprocessing.get_context("forkserver")  # never fork a process with threads

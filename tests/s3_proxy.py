@@ -29,6 +29,7 @@ class ProxyBehaviour:
     faults: tuple[str, ...] = ("500", "503", "drop")
     seed: int = 0
     objects_only: bool = False  # faults only on object GETs (listing and writes go through)
+    fail_first: int = 0  # the first N eligible requests are answered with the first fault
     counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -39,6 +40,10 @@ class ProxyBehaviour:
         is_object_read = method == "GET" and "?" not in path and path.strip("/").count("/") >= 1
         with self._lock:
             eligible = is_object_read or not self.objects_only
+            if eligible and self.fail_first > 0:
+                self.fail_first -= 1
+                self.counts[self.faults[0]] += 1
+                return self.faults[0]
             if eligible and self.fault_rate and self._random.random() < self.fault_rate:
                 fault = self._random.choice(self.faults)
                 self.counts[fault] += 1
@@ -77,7 +82,8 @@ def _handler(upstream: str, behaviour: ProxyBehaviour) -> type[BaseHTTPRequestHa
                 return
             if fault is not None:
                 code = int(fault)
-                message = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
+                error = b"SlowDown" if code == 503 else b"InternalError"
+                message = b"<Error><Code>" + error + b"</Code><Message>injected</Message></Error>"
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(message)))
                 self.end_headers()
