@@ -34,7 +34,7 @@ from .location import Location, resolve, storage_errors
 from .moments import Moments
 from .record import FileRecord, record_name
 from .retries import retry_count
-from .scan import ScanResult
+from .scan import ScanResult, Skip
 from .stats import Stats, build_document, dumps
 from .store import StatsStore, open_store, version_name
 
@@ -77,8 +77,14 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
     with storage_errors(source, "list source", SourceUnreachableError):
         source_fs = source.filesystem()
         client_retries = {id(count): count for count in (retry_count(source_fs),)}
+        unlisted: list[Skip] = []
         entries = list_images(
-            source_fs, source.path, config.include, config.exclude, url=source.url
+            source_fs,
+            source.path,
+            config.include,
+            config.exclude,
+            url=source.url,
+            on_unlisted=lambda folder, reason: unlisted.append(Skip(folder, reason)),
         )
     log.info("listed %d image files (%d bytes) under %s", len(entries), _bytes(entries), source.url)
     store_retries = retry_count(store.fs)
@@ -100,7 +106,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
             planned.removed,
         )
     scanned, shards, threads = _scan(planned.to_read, source, config, show_progress)
-    result = carried.merge(scanned)
+    result = carried.merge(scanned).merge(ScanResult(skipped=tuple(unlisted)))
     _check_errors(result, config, len(entries))
     layout_key, moments = _single_layout(result)
     if result.high_bit_depth and config.mode != "native":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -123,11 +123,14 @@ def list_images(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     url: str | None = None,
+    on_unlisted: Callable[[str, str], None] | None = None,
 ) -> list[FileEntry]:
     """Every image file under ``root``, recursively, sorted by relative path.
 
     Hidden files and folders, S3 folder markers and non-image extensions are left out;
     ``include``/``exclude`` are fnmatch patterns on the relative path (``*`` crosses ``/``).
+    A subfolder that cannot be listed (permission denied...) is left out too, and
+    ``on_unlisted(relative_folder + "/", reason)`` is called for it.
     """
     shown = url or root
     root = root.rstrip("/")
@@ -135,7 +138,7 @@ def list_images(
         if not fs.isdir(root):
             kind = "is not a folder" if fs.exists(root) else "does not exist"
             raise SourceNotFoundError(f"source {shown} {kind}")
-        found = fs.find(root, detail=True, withdirs=False)
+        found = fs.find(root, detail=True, withdirs=True)
     except SourceNotFoundError:
         raise
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -144,6 +147,12 @@ def list_images(
         raise SourceNotFoundError(f"source {shown} cannot be listed: permission denied") from exc
     entries = []
     prefix = root + "/" if root else ""
+    if on_unlisted is not None:
+        for folder, reason in _unlisted_folders(fs, found):
+            relative = folder[len(prefix) :]
+            hidden = any(part.startswith(".") for part in relative.split("/"))
+            if folder.startswith(prefix) and not hidden:
+                on_unlisted(relative + "/", reason)
     for path, info in found.items():
         if info.get("type") == "directory" or not path.startswith(prefix):
             continue
@@ -154,6 +163,26 @@ def list_images(
         raise NoImagesError(f"no image files under {shown}")
     entries.sort()
     return entries
+
+
+def _unlisted_folders(fs: Any, found: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str]]:
+    """Folders of a ``find`` result that could not be listed, and why.
+
+    fsspec's walk leaves out a subfolder it cannot list without a word; such a folder shows
+    up empty, so only the (few) empty folders are listed again to find out.
+    """
+    parents = {path.rstrip("/").rpartition("/")[0] for path in found}
+    for path, info in sorted(found.items()):
+        folder = path.rstrip("/")
+        if info.get("type") != "directory" or folder in parents:
+            continue
+        try:
+            fs.ls(folder, detail=False)
+        except OSError as exc:
+            reason = "permission denied" if isinstance(exc, PermissionError) else (
+                exc.strerror or type(exc).__name__
+            )
+            yield folder, f"cannot list folder: {reason}"
 
 
 def make_shards(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -216,3 +218,43 @@ def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
     result = scan_shard(location, Shard(0, tuple(entries)), "rgb")
     assert sum(result.images.values()) == 2
     assert [s.path for s in result.skipped] == [entries[1].path]
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(SETPRIV is None, reason="needs util-linux setpriv to drop root's file access")
+def test_unreadable_files_and_folders_are_skipped_with_a_reason(tmp_path, reference):
+    """Tests run as root, who reads anything: the run drops the capabilities that let it."""
+    folder = tmp_path / "images"
+    write_images(folder, 6)
+    os.makedirs(folder / "locked")
+    (folder / "d0" / "img0000.png").rename(folder / "locked" / "moved.png")
+    (folder / "d1" / "img0001.png").chmod(0)
+    (folder / "locked").chmod(0)
+    readable = tmp_path / "readable"
+    write_images(readable, 6)
+    (readable / "d0" / "img0000.png").unlink()
+    (readable / "d1" / "img0001.png").unlink()
+    expected = reference(readable)
+    unprivileged = [SETPRIV, "--bounding-set", "-dac_override,-dac_read_search"]
+    command = [*unprivileged, sys.executable, "-m", "pipeline", "compute", str(folder),
+               "--out", str(tmp_path / "st"), "--workers", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    try:
+        first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert first.returncode == 0, first.stderr
+    doc = json.loads((tmp_path / "st" / "v000001.json").read_text())
+    assert doc["skipped"] == [
+        {"path": "d1/img0001.png", "error": "cannot read: PermissionError"},
+        {"path": "locked/", "error": "cannot list folder: permission denied"},
+    ]
+    assert content(doc) | {"skipped": []} == content(expected)
+    assert "skipped locked/: cannot list folder: permission denied" in first.stderr
+    # The incremental run sees the same files and the same problems: nothing changed.
+    assert second.returncode == 0, second.stderr
+    assert "nothing changed" in second.stderr
+    assert not (tmp_path / "st" / "v000002.json").exists()
