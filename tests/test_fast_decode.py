@@ -10,6 +10,7 @@ JPEGs, unusual sampling factors, palette, 16-bit and animated PNGs.
 from __future__ import annotations
 
 import io
+import random
 import struct
 import tempfile
 import threading
@@ -72,6 +73,8 @@ def pillow_only(data: bytes, mode: str, monkeypatch: pytest.MonkeyPatch) -> dec.
 
 
 def uses_fast_path(data: bytes, mode: str) -> bool:
+    if dec._jpeg_without_pillow(data, mode, None) is not None:
+        return True
     with Image.open(io.BytesIO(data)) as image:
         return dec._fast_decode(image, data, mode) is not None
 
@@ -234,6 +237,46 @@ def test_jpeg_damaged_files_follow_pillow(monkeypatch):
     for name, data in cases.items():
         for mode in MODES:
             assert_like_pillow(data, mode, monkeypatch, name)
+
+
+def _mutated(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 6)):
+        at = rng.randrange(len(out))
+        kind = rng.choice(["flip", "set", "cut", "insert", "truncate"])
+        if kind == "flip":
+            out[at] ^= 1 << rng.randrange(8)
+        elif kind == "set":
+            out[at] = rng.choice([0, 0x7F, 0x80, 0xFF])
+        elif kind == "cut":
+            del out[at : at + rng.randint(1, 64)]
+        elif kind == "insert":
+            out[at:at] = rng.randbytes(rng.randint(1, 32))
+        else:
+            del out[at:]
+        out = out or bytearray(b"\0")
+    return bytes(out)
+
+
+def test_jpeg_without_pillow_header_never_counts_what_pillow_refuses(monkeypatch):
+    """Mutated JPEGs the headerless fast path decodes: Pillow decodes every one of them, to
+    the same pixels, in every mode (Pillow's marker parser is stricter than libjpeg's in
+    places; a strict decode must not let such a file through)."""
+    seeds = [
+        encode(photo(40, 33), "JPEG", **options)
+        for options in ({}, {"progressive": True}, {"subsampling": 0}, {"subsampling": 1},
+                        {"quality": 50, "optimize": True})
+    ]
+    seeds.append(encode(photo(40, 33)[..., 0], "JPEG"))
+    rng = random.Random(7)
+    accepted = 0
+    for _ in range(6000):
+        data = _mutated(rng.choice(seeds), rng)
+        for mode in MODES:
+            if dec._jpeg_without_pillow(data, mode, None) is not None:
+                accepted += 1
+                assert_like_pillow(data, mode, monkeypatch, "mutated")
+    assert accepted > 300  # the check above ran on many files
 
 
 def test_jpeg_truncated_is_a_decode_error():
