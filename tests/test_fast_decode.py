@@ -279,6 +279,34 @@ def test_jpeg_without_pillow_header_never_counts_what_pillow_refuses(monkeypatch
     assert accepted > 300  # the check above ran on many files
 
 
+def test_png_without_pillow_header_never_counts_what_pillow_refuses(monkeypatch):
+    """The same for mutated 8-bit PNGs (gray, gray+alpha, RGB, RGBA, interlaced RGB)."""
+    rgba = np.dstack([photo(21, 30), photo(21, 30, 1)[..., 0]])
+    seeds = [encode(rgba[..., :3], "PNG"), encode(rgba, "PNG"), encode(rgba[..., 0], "PNG"),
+             encode(rgba[..., [0, 3]], "PNG"), encode(rgba[..., :3], "PNG", interlace=1)]
+    rng = random.Random(11)
+    accepted = 0
+    for _ in range(4000):
+        # Mostly edits where this path decides: IHDR fields (checksum made valid again, or
+        # not), bytes after IEND; sometimes any edits anywhere.
+        data = bytearray(rng.choice(seeds))
+        kind = rng.random()
+        if kind < 0.6:
+            data[rng.randrange(16, 29)] = rng.choice([0, 1, 2, 3, 4, 6, 7, 8, 16, 0x80, 0xFF])
+            if rng.random() < 0.9:
+                data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, "big")
+        elif kind < 0.8:
+            data += rng.randbytes(rng.randint(1, 40))
+        else:
+            data = bytearray(_mutated(bytes(data), rng))
+        data = bytes(data)
+        for mode in MODES:
+            if dec._png_without_pillow(data, mode, None) is not None:
+                accepted += 1
+                assert_like_pillow(data, mode, monkeypatch, "mutated")
+    assert accepted > 100  # the check above ran on many files
+
+
 def test_jpeg_truncated_is_a_decode_error():
     data = encode(photo(64, 96), "JPEG")
     with pytest.raises(DecodeError):
