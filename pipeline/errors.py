@@ -77,6 +77,11 @@ class StatsFileError(ImgstatsError, ValueError):
     """A stats file is missing keys, has wrong types or is not JSON."""
 
 
+class SourceVanishedError(ImgstatsError):
+    """The source itself disappeared during the run (its bucket was deleted): not a file to
+    skip but a run that cannot be completed."""
+
+
 class DecodeError(ImgstatsError):
     """One image file could not be decoded."""
 

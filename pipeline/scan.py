@@ -19,7 +19,7 @@ from fsspec.asyn import sync
 
 from . import moments as mom
 from .decode import DEFAULT_MAX_IMAGE_PIXELS, Decoded, Mode, decode
-from .errors import DecodeError
+from .errors import DecodeError, SourceVanishedError
 from .listing import FileEntry, FileSet, Shard
 from .location import Location
 from .record import FileRecord, FileRow
@@ -186,12 +186,24 @@ def read_files(
         paths = [location.join(entry.path) for entry in window]
         fetched = sync(fs.loop, _fetch_concurrently, fs, paths)
         for entry, data in zip(window, fetched, strict=True):
+            if isinstance(data, FileNotFoundError) and _bucket_is_gone(data):
+                raise SourceVanishedError(
+                    f"cannot read {location.url}: its bucket no longer exists"
+                ) from None
             if isinstance(data, _PERMANENT_READ_ERRORS):
                 yield entry, Skip(entry.path, f"cannot read: {type(data).__name__}")
             elif isinstance(data, BaseException):
                 raise data  # the client library retried it already: the task fails, Dask retries
             else:
                 yield entry, data
+
+
+def _bucket_is_gone(exc: BaseException) -> bool:
+    """Whether a missing object is missing because its whole bucket is (s3fs keeps the
+    service's error code on the exception it raises from)."""
+    cause = exc.__cause__ or exc.__context__
+    error = (getattr(cause, "response", None) or {}).get("Error") or {}
+    return error.get("Code") == "NoSuchBucket"
 
 
 def _windows(files: Sequence[FileEntry]) -> Iterator[Sequence[FileEntry]]:

@@ -39,6 +39,7 @@ class ProxyBehaviour:
     def pick_fault(self, method: str, path: str) -> str | None:
         is_object_read = method == "GET" and "?" not in path and path.strip("/").count("/") >= 1
         with self._lock:
+            self.counts["object reads"] += is_object_read
             eligible = is_object_read or not self.objects_only
             if eligible and self.fail_first > 0:
                 self.fail_first -= 1

@@ -149,6 +149,34 @@ def test_permanent_storage_faults_fail_with_one_line(s3_images, s3_endpoint, tmp
     assert not (tmp_path / "st").exists() or not any((tmp_path / "st").iterdir())
 
 
+def test_bucket_deleted_mid_run_fails_with_one_line(s3_images, s3_endpoint, tmp_path, scheduler):
+    _, fs, _ = s3_images
+    behaviour = ProxyBehaviour(latency=0.2)  # object reads last long enough to delete mid-run
+    try:
+        with s3_proxy(s3_endpoint, behaviour) as proxy:
+            command = [sys.executable, "-m", "pipeline", "compute", f"s3://{BUCKET}/images",
+                       "--out", str(tmp_path / "st"), "--scheduler", scheduler,
+                       "--source-options", json.dumps({"endpoint_url": proxy})]
+            run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+            deadline = time.monotonic() + 60
+            while behaviour.counts["object reads"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            fs.rm(BUCKET, recursive=True)  # the objects, then the bucket
+            reads_before = behaviour.counts["object reads"]
+            stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if not fs.exists(BUCKET):
+            fs.mkdir(BUCKET)  # for the fixture's clean-up
+    assert reads_before < 24  # the deletion landed mid-run
+    assert run.returncode == 1, stderr
+    assert stderr.strip().splitlines() == [
+        f"imgstats: error: cannot read s3://{BUCKET}/images: its bucket no longer exists"
+    ]
+    assert stdout == ""
+    assert not (tmp_path / "st").exists() or not any((tmp_path / "st").iterdir())
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 16 KiB tmpfs: a store on a full disk (needs root and mount; skipped elsewhere)."""
@@ -258,3 +286,25 @@ def test_unreadable_files_and_folders_are_skipped_with_a_reason(tmp_path, refere
     assert second.returncode == 0, second.stderr
     assert "nothing changed" in second.stderr
     assert not (tmp_path / "st" / "v000002.json").exists()
+
+
+@pytest.mark.skipif(SETPRIV is None, reason="needs util-linux setpriv to drop root's file access")
+def test_read_only_store_fails_cleanly_and_prints_the_figures(tmp_path, reference):
+    folder = tmp_path / "images"
+    write_images(folder, 4)
+    expected = reference(folder)
+    store = tmp_path / "st"
+    store.mkdir()
+    store.chmod(0o555)
+    command = [SETPRIV, "--bounding-set", "-dac_override,-dac_read_search", sys.executable,
+               "-m", "pipeline", "compute", str(folder), "--out", str(store), "--workers", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        store.chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("imgstats: error: ") and "printed on stdout" in line, line
+    assert content(json.loads(done.stdout)) == content(expected)  # the work is not lost
+    assert list(store.iterdir()) == []  # nothing half-written
