@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import StatsFileError
 from .location import resolve
-from .stats import Stats
+from .stats import MAX_FILE_BYTES, Stats
 from .store import open_store
 
 __all__ = ["load_stats"]
@@ -24,7 +24,7 @@ def load_stats(
     location = resolve(url, storage_options)
     if version is None and location.path.endswith(".json"):
         try:
-            data = location.filesystem().cat_file(location.path)
+            data = location.filesystem().cat_file(location.path, start=0, end=MAX_FILE_BYTES + 1)
         except FileNotFoundError:
             raise StatsFileError(f"no stats file at {location.url}") from None
         return Stats.from_json(data, location.url)

@@ -38,7 +38,7 @@ from .errors import (
     UnsafeStoreError,
 )
 from .location import Location, as_storage_error, storage_errors
-from .stats import Stats
+from .stats import MAX_FILE_BYTES, Stats
 
 __all__ = ["LATEST", "StatsStore", "open_store", "version_name"]
 
@@ -95,10 +95,13 @@ class StatsStore:
         """Whether what holds the store folder exists (a bucket on S3); folders are implicit."""
         return True
 
-    def read_bytes(self, name: str) -> bytes:
-        """A file's bytes; FileNotFoundError if it does not exist."""
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes:
+        """A file's bytes (at most ``limit`` + 1 of them); FileNotFoundError if it does not
+        exist."""
         path = self._path(name)
         try:
+            if limit is not None:
+                return self.fs.cat_file(path, start=0, end=limit + 1)
             return self.fs.cat_file(path)
         except FileNotFoundError:
             raise
@@ -110,12 +113,12 @@ class StatsStore:
         if version is not None:
             name = version_name(version)
             try:
-                data = self.read_bytes(name)
+                data = self.read_bytes(name, MAX_FILE_BYTES)
             except FileNotFoundError:
                 raise StatsFileError(f"{self.url} has no version {version}") from None
             return Stats.from_json(data, self.url_of(name))
         try:
-            return Stats.from_json(self.read_bytes(LATEST), self.url_of(LATEST))
+            return Stats.from_json(self.read_bytes(LATEST, MAX_FILE_BYTES), self.url_of(LATEST))
         except FileNotFoundError:
             versions = self.versions()
             if not versions:

@@ -406,3 +406,27 @@ def test_show_on_hostile_files_is_one_line(tmp_path, imgstats):
         ):
             wrong[name] = (done.returncode, done.stderr.strip()[-300:])
     assert not wrong, wrong
+
+
+def test_a_1_gb_stats_file_is_refused_without_reading_it_all(tmp_path):
+    path = tmp_path / "stats" / "v000001.json"
+    path.parent.mkdir()
+    with open(path, "wb") as handle:
+        handle.write(b'{"schema": "imgstats.stats/1", "pad": "')
+        handle.truncate(2**30)  # sparse: 1 GiB long, nothing on disk
+    script = (
+        "import resource, sys\n"
+        "from pipeline import StatsFileError, load_stats\n"
+        "for args in ((sys.argv[1],), (sys.argv[2],), (sys.argv[2], 1)):\n"
+        "    try:\n"
+        "        load_stats(*args)\n"
+        "    except StatsFileError as exc:\n"
+        "        print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(path.parent)],
+                          capture_output=True, text=True, timeout=120)
+    *errors, peak_mb = done.stdout.strip().splitlines()
+    assert len(errors) == 3, done.stderr
+    assert all("v000001.json is larger than" in line for line in errors), errors
+    assert int(peak_mb) < 1024  # a bounded read, not the whole gigabyte
