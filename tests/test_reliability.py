@@ -308,3 +308,28 @@ def test_read_only_store_fails_cleanly_and_prints_the_figures(tmp_path, referenc
     assert line.startswith("imgstats: error: ") and "printed on stdout" in line, line
     assert content(json.loads(done.stdout)) == content(expected)  # the work is not lost
     assert list(store.iterdir()) == []  # nothing half-written
+
+
+def test_secrets_never_in_task_names(cluster):
+    """What the dashboard shows of a run (task keys and their prefixes) holds no secret, in
+    either decode mode."""
+    from pipeline.graph import submit_scan
+    from pipeline.listing import FileEntry, Shard
+    from pipeline.location import Location
+
+    secret = "SECRET-VALUE-1234567890"
+    location = Location("memory", "/nowhere", {"key": "AKIA-" + secret, "secret": secret,
+                                               "client_kwargs": {"token": secret}})
+    shards = [Shard(i, (FileEntry(f"f{i}.png", 10, "t"),)) for i in range(3)]
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        for timeout in (60.0, 0.0):
+            scans, final = submit_scan(client, location, shards, "rgb", max_image_pixels=None,
+                                       decode_timeout=timeout)
+            final.result()  # every file missing: skipped, the run itself fine
+            shown = client.run_on_scheduler(
+                lambda dask_scheduler: [f"{key} {ts.prefix.name} {ts.group.name}"
+                                        for key, ts in dask_scheduler.tasks.items()]
+            )
+            assert any("imgstats-scan" in line for line in shown)
+            assert not any(secret in line for line in shown), shown
+            client.cancel([*scans, final])
