@@ -118,6 +118,8 @@ def scan_shard(
             skipped.append(data)
             continue
         nbytes += len(data)
+        if len(data) != entry.size:  # rewritten since it was listed: counted as it is now
+            entry = FileEntry(entry.path, len(data), "")  # no token: the next run reads it
         if on_decode is not None:
             on_decode(index)
         try:

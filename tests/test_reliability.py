@@ -19,6 +19,7 @@ from distributed import Client, LocalCluster
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
+from pipeline.record import FileRecord
 
 from s3_proxy import ProxyBehaviour, s3_proxy
 
@@ -246,6 +247,26 @@ def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
     result = scan_shard(location, Shard(0, tuple(entries)), "rgb")
     assert sum(result.images.values()) == 2
     assert [s.path for s in result.skipped] == [entries[1].path]
+
+
+def test_file_rewritten_between_listing_and_reading_is_counted_as_it_is_now(tmp_path):
+    from pipeline.listing import Shard, list_images
+    from pipeline.location import resolve
+    from pipeline.scan import scan_shard
+
+    folder = tmp_path / "images"
+    write_images(folder, 3)
+    location = resolve(str(folder))
+    listed = list_images(location.filesystem(), location.path)
+    write_images(folder, 1, size=(50, 70), names=[listed[1].path])  # bigger, other pixels
+    result = scan_shard(location, Shard(0, tuple(listed)), "rgb", keep_rows=True)
+    now = scan_shard(location, Shard(0, tuple(list_images(location.filesystem(),
+                                                          location.path))), "rgb")
+    assert result.moments == now.moments and result.images == now.images
+    assert (result.files.count, result.files.nbytes) == (3, now.files.nbytes)
+    [row] = [r for r in FileRecord.from_blocks(result.rows).entries() if r.path == listed[1].path]
+    assert row.size == (folder / listed[1].path).stat().st_size != listed[1].size
+    assert row.token == ""  # unknown: the next incremental run reads it again
 
 
 SETPRIV = shutil.which("setpriv")
