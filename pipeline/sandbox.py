@@ -23,6 +23,7 @@ import io
 import mmap
 import os
 import signal
+import site
 import socket
 import struct
 import subprocess
@@ -99,11 +100,7 @@ class _Child:
         self._page_file = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
         self._page_file.truncate(mmap.PAGESIZE)
         self._page = mmap.mmap(self._page_file.fileno(), mmap.PAGESIZE)
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH", "")) if p
-        )
+        env = _child_environ()
         with child_end:
             self._process = subprocess.Popen(
                 [
@@ -211,6 +208,17 @@ class _Child:
         self._conn.close()
         self._page.close()
         self._page_file.close()
+
+
+def _child_environ() -> dict[str, str]:
+    """This process's environment, with PYTHONPATH leading to this very ``pipeline`` when it
+    is not installed in site-packages (a source checkout on a worker's ``sys.path``)."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    installed = {os.path.abspath(p) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 _idle: list[_Child] = []
