@@ -81,10 +81,10 @@ def scan_in_sandbox(
     ``decode_timeout`` seconds; a file that hangs or crashes the decoder is skipped."""
     started = time.perf_counter()
     total = ScanResult()
+    request = {"mode": mode, "max_image_pixels": max_image_pixels, "keep_rows": keep_rows}
     with _borrow_child() as child:
         for start in range(0, len(shard.files), CHUNK_FILES):
             chunk = shard.files[start : start + CHUNK_FILES]
-            request = {"mode": mode, "max_image_pixels": max_image_pixels, "keep_rows": keep_rows}
             total = total.merge(child.scan(location, shard.index, chunk, request, decode_timeout))
     return dataclasses.replace(total, seconds=time.perf_counter() - started)
 
@@ -151,7 +151,10 @@ class _Child:
             if outcome.index is None:
                 deaths += 1
                 if deaths >= _DEATHS_OUTSIDE_DECODE:
-                    raise SandboxError(f"the decode sandbox process {outcome.reason}")
+                    raise SandboxError(
+                        f"the decode sandbox died {deaths} times outside any decode "
+                        f"({outcome.reason})"
+                    )
                 continue
             deaths = 0
             bad = pending.pop(outcome.index)

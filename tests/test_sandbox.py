@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,3 +224,14 @@ def test_without_a_limit_decoding_stays_in_the_worker(folder, tmp_path, imgstats
     expected = small_files_reference(folder).as_document()
     assert {k: doc[k] for k in expected} == expected
 
+
+
+def test_a_sandbox_that_cannot_start_fails_the_task_with_the_reason(folder, monkeypatch):
+    """A child that dies before any decode (here: an interpreter that exits at once) is not a
+    file's fault: after a second try the task fails, saying why."""
+    location, shard = shard_of(folder)
+    monkeypatch.setattr(sandbox, "_idle", [])
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))
+    with pytest.raises(sandbox.SandboxError, match=r"died 2 times outside any decode \(the "
+                       r"decode process exited with status 1\)"):
+        sandbox.scan_in_sandbox(location, shard, "rgb", None)
