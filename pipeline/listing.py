@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
 
 from .errors import NoImagesError, SourceNotFoundError
 
@@ -129,8 +132,10 @@ def list_images(
 
     Hidden files and folders, S3 folder markers and non-image extensions are left out;
     ``include``/``exclude`` are fnmatch patterns on the relative path (``*`` crosses ``/``).
-    A subfolder that cannot be listed (permission denied...) is left out too, and
-    ``on_unlisted(relative_folder + "/", reason)`` is called for it.
+    Symlinked folders are followed, as torchvision's ``ImageFolder`` does, except a link
+    back into the folders that lead to it (a loop). A loop, or a subfolder that cannot be
+    listed (permission denied...), is left out, and ``on_unlisted(relative_folder + "/",
+    reason)`` is called for it.
     """
     shown = url or root
     root = root.rstrip("/")
@@ -139,6 +144,7 @@ def list_images(
             kind = "is not a folder" if fs.exists(root) else "does not exist"
             raise SourceNotFoundError(f"source {shown} {kind}")
         found = fs.find(root, detail=True, withdirs=True)
+        problems = _follow_folder_links(fs, root, found)
     except SourceNotFoundError:
         raise
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -148,7 +154,7 @@ def list_images(
     entries = []
     prefix = root + "/" if root else ""
     if on_unlisted is not None:
-        for folder, reason in _unlisted_folders(fs, found):
+        for folder, reason in sorted([*problems, *_unlisted_folders(fs, found)]):
             relative = folder[len(prefix) :]
             hidden = any(part.startswith(".") for part in relative.split("/"))
             if folder.startswith(prefix) and not hidden:
@@ -163,6 +169,44 @@ def list_images(
         raise NoImagesError(f"no image files under {shown}")
     entries.sort()
     return entries
+
+
+def _follow_folder_links(
+    fs: Any, root: str, found: dict[str, dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """Add to ``found`` what symlinked folders hold (fsspec's local walk does not enter
+    them); returns the links left out as loops, with the reason.
+
+    A link is a loop when its target is, or contains, a folder on the way to it: the root's
+    real path or a link target followed to get there.
+    """
+    if not isinstance(fs, LocalFileSystem):
+        return []
+    pending = [(path, frozenset({os.path.realpath(root)})) for path in _folder_links(found)]
+    loops = []
+    while pending:
+        link, way = pending.pop()
+        target = os.path.realpath(link)
+        if not os.path.isdir(target):
+            continue  # dangling, or a file: read (or skipped) as a file
+        here = os.path.realpath(os.path.dirname(link))
+        if any(_contains(target, folder) for folder in (*way, here)):
+            loops.append((link, "symlink loop: the link leads back to a folder above it"))
+            continue
+        inside = fs.find(link, detail=True, withdirs=True)
+        inside.pop(link, None)
+        found.update(inside)
+        found[link] = {**found[link], "type": "directory"}
+        pending += [(path, way | {target}) for path in _folder_links(inside)]
+    return loops
+
+
+def _folder_links(found: dict[str, dict[str, Any]]) -> list[str]:
+    return [p for p, info in found.items() if info.get("islink") and info.get("type") != "file"]
+
+
+def _contains(folder: str, inner: str) -> bool:
+    return inner == folder or inner.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _unlisted_folders(fs: Any, found: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str]]:

@@ -19,6 +19,8 @@ from distributed import Client, LocalCluster
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
+from pipeline.listing import list_images
+from pipeline.location import resolve
 from pipeline.record import FileRecord
 
 from s3_proxy import ProxyBehaviour, s3_proxy
@@ -230,8 +232,30 @@ def test_symlinks_and_vanished_files_are_skipped_with_a_reason(tmp_path, schedul
     result = compute_stats(JobConfig(source=str(folder), out=str(tmp_path / "st"),
                                      scheduler=scheduler))
     assert result.stats.image_count == 4
-    assert result.stats.skipped == [{"path": "dangling.png",
-                                     "error": "cannot read: FileNotFoundError"}]
+    assert result.stats.skipped == [
+        {"path": "d0/loop/", "error": "symlink loop: the link leads back to a folder above it"},
+        {"path": "dangling.png", "error": "cannot read: FileNotFoundError"},
+    ]
+
+
+def test_symlinked_folders_are_followed_once_as_torchvision_does(tmp_path, reference):
+    """ImageFolder walks with os.walk(followlinks=True): so does imgstats, minus the loops."""
+    real = tmp_path / "elsewhere"
+    write_images(real, 4)  # d0..d3/img*.png
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "cats").symlink_to(real / "d0")
+    (folder / "dogs").symlink_to(real / "d1")
+    (real / "d1" / "back").symlink_to(real / "d0")  # a sibling: followed (as torchvision)
+    (real / "d0" / "up").symlink_to(folder)  # leads back above itself: a loop
+    location = resolve(str(folder))
+    problems = []
+    entries = list_images(location.filesystem(), location.path,
+                          on_unlisted=lambda path, reason: problems.append(path))
+    assert [e.path for e in entries] == [
+        "cats/img0000.png", "dogs/back/img0000.png", "dogs/img0001.png"
+    ]
+    assert problems == ["cats/up/", "dogs/back/up/"]
 
 
 def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
