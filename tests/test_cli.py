@@ -229,11 +229,13 @@ def test_shipped_configs_load():
     local = JobConfig.from_mapping(load_config_file(str(ROOT / "configs" / "local.yaml")))
     assert local.scheduler is None and local.workers == 2 and local.threads_per_worker == 1
     assert local.mode == "rgb" and local.on_error == "skip" and local.max_errors == 50
+    assert local.decode_timeout == 60.0
     assert "*_mask.png" in local.exclude and "*.png" in local.include
     cluster = JobConfig.from_mapping(load_config_file(str(ROOT / "configs" / "cluster.yaml")))
     assert cluster.scheduler == "tcp://dask-scheduler.internal:8786"
     assert cluster.source.startswith("s3://") and cluster.out.startswith("s3://")
     assert cluster.split_every == 16 and cluster.workers is None
+    assert cluster.decode_timeout == 120.0
     assert cluster.source_options["anon"] is False
     assert cluster.store_options["endpoint_url"].startswith("https://")
 
