@@ -202,7 +202,13 @@ def _follow_folder_links(
 
 
 def _folder_links(found: dict[str, dict[str, Any]]) -> list[str]:
-    return [p for p, info in found.items() if info.get("islink") and info.get("type") != "file"]
+    """Symlinks that may lead to folders (hidden ones aside: their files are left out)."""
+    return [
+        path
+        for path, info in found.items()
+        if info.get("islink") and info.get("type") != "file"
+        and not path.rpartition("/")[2].startswith(".")
+    ]
 
 
 def _contains(folder: str, inner: str) -> bool:
