@@ -5,16 +5,19 @@
 samples at their stored bit depth; Pillow reads 16-bit colour PNG and TIFF as 8-bit, so
 those go through imagecodecs (libpng / libtiff), which keeps every bit.
 
-Fast paths give the same pixels as Pillow, faster, for the common files: Pillow always opens
-the file (so it alone decides what is an image, its size, mode and the decompression-bomb
-check), then 8-bit YCbCr or gray JPEGs with a standard subsampling (4:4:4, 4:2:2, 4:2:0, 4:4:0,
-4:1:1), baseline or progressive, are decoded by simplejpeg (libjpeg-turbo, accurate DCT and
-fancy upsampling: Pillow's settings), and 8-bit gray/RGB/RGBA PNGs by libpng (imagecodecs).
-Anything else (CMYK, YCCK, RGB JPEGs, 12-bit, other sampling factors, palette or 16-bit PNGs,
-APNG), and any file the fast decoder reports as damaged, even with a mere warning, goes
-through Pillow. ``tests/test_fast_decode.py`` checks pixel identity with Pillow over many
-encodings. Fast-path pixels are decoded into a per-thread buffer that is reused once the
-previous image's arrays are gone (fresh large allocations are mmapped and zeroed page by page
+Fast paths give the same pixels as Pillow, faster, for the common files: 8-bit YCbCr or gray
+JPEGs with a standard subsampling (4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1), baseline or
+progressive, are decoded by simplejpeg (libjpeg-turbo, accurate DCT and fancy upsampling:
+Pillow's settings) from simplejpeg's own header read; plain 8-bit gray/RGB/RGBA PNGs (a
+checked IHDR, then the image data) by libpng (imagecodecs) from their IHDR; other 8-bit PNGs
+by libpng once Pillow has opened them and checked their chunks. These are files Pillow opens
+with the mode and size the header says, within the pixel limits. Anything else (CMYK, YCCK,
+RGB JPEGs, 12-bit, other sampling factors, palette or 16-bit PNGs, APNG, images over the
+pixel limits), and any file the fast decoder reports as damaged, even with a mere warning,
+goes through Pillow. ``tests/test_fast_decode.py`` checks pixel identity with Pillow over many
+encodings, and on mutated files that a fast path never accepts what Pillow refuses.
+Fast-path pixels are decoded into a per-thread buffer that is reused once the previous
+image's arrays are gone (fresh large allocations are mmapped and zeroed page by page
 under Dask's ``MALLOC_TRIM_THRESHOLD_``), so callers may keep :class:`Decoded` objects safely.
 ``IMGSTATS_FAST_DECODE=0`` in the environment (of the workers) turns the fast paths off.
 """
@@ -85,7 +88,7 @@ def decode(data: bytes, mode: Mode, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_size(image, max_pixels)
-            fast = _fast_decode(image, data, mode)
+            fast = _fast_png(image, data, mode)
             if fast is not None:
                 return fast
             high = _high_bit_depth(image, data)
@@ -228,11 +231,11 @@ def _native(image: Image.Image, data: bytes, high: bool) -> Decoded:
 
 # --- fast paths ------------------------------------------------------------------------------
 
-#: JPEG colour spaces and subsamplings (as simplejpeg's header names them) whose decode is
-#: pixel-identical to Pillow's (tests/test_fast_decode.py).
-_JPEG_COLOURSPACES = frozenset({"YCbCr", "Gray"})
+#: JPEG subsamplings (as simplejpeg's header names them) whose decode is pixel-identical to
+#: Pillow's (tests/test_fast_decode.py).
 _JPEG_SUBSAMPLINGS = frozenset({"444", "422", "420", "440", "411", "Gray"})
-#: The mode Pillow gives a JPEG of each colour space simplejpeg's header reports.
+#: The JPEG colour spaces (as simplejpeg's header names them) decoded fast, and the mode
+#: Pillow gives such a file.
 _JPEG_PILLOW_MODES = {"YCbCr": "RGB", "Gray": "L"}
 #: (mode, Pillow's image mode) -> (simplejpeg colourspace, channels, layout) for JPEG.
 _JPEG_TARGETS = {
@@ -261,20 +264,10 @@ _REUSE_ROUND = 2**20
 _buffers = threading.local()
 
 
-def _fast_decode(image: Image.Image, data: bytes, mode: Mode) -> Decoded | None:
-    """The image decoded by a faster decoder with Pillow's exact pixels, or None (use Pillow)."""
-    if not _FAST:
-        return None
-    if image.format in ("JPEG", "MPO"):  # MPO: frame 0 is the JPEG at offset 0
-        return _fast_jpeg(image, data, mode)
-    if image.format == "PNG" and data[:8] == _PNG_SIGNATURE:
-        return _fast_png(image, data, mode)
-    return None
-
-
 def _jpeg_without_pillow(data: bytes, mode: Mode, max_pixels: int | None) -> Decoded | None:
-    """A plain JPEG (YCbCr or gray, within the pixel limits) decoded without Pillow's header
-    parse, which is Python code and ~9% of a small JPEG's time; None: take the usual path.
+    """A plain JPEG (YCbCr or gray, within the pixel limits) decoded by simplejpeg without
+    Pillow's header parse, which is Python code and ~9% of a small JPEG's time; None: take
+    the usual path.
 
     Pillow opens every file that starts with a JPEG marker as JPEG (or MPO, whose frame 0 is
     this JPEG) and gives a 3-component YCbCr file mode RGB, a 1-component one mode L, which is
@@ -283,13 +276,26 @@ def _jpeg_without_pillow(data: bytes, mode: Mode, max_pixels: int | None) -> Dec
     """
     if not _FAST or data[:3] != b"\xff\xd8\xff":
         return None
-    header = _jpeg_header(data)
-    if header is None:
+    try:
+        import simplejpeg
+
+        height, width, stored, subsampling = simplejpeg.decode_jpeg_header(data)
+    except Exception:  # whatever the fast decoder cannot read, Pillow decides
         return None
-    height, width, stored, _ = header
+    target = _JPEG_TARGETS.get((mode, _JPEG_PILLOW_MODES.get(stored, "")))
+    if target is None or subsampling not in _JPEG_SUBSAMPLINGS:
+        return None
     if _over_limits(width * height, max_pixels):
         return None  # the usual path says why, in Pillow's words
-    return _fast_jpeg_as(data, mode, _JPEG_PILLOW_MODES.get(stored, ""), (width, height))
+    colourspace, channels, layout = target
+    out = _output((height, width, channels))
+    try:  # strict: any libjpeg warning (damaged data...) sends the file to Pillow
+        simplejpeg.decode_jpeg(
+            data, colorspace=colourspace, fastdct=False, fastupsample=False, buffer=out, strict=True
+        )
+    except Exception:
+        return None
+    return Decoded(out, layout, False)
 
 
 def _over_limits(pixels: int, max_pixels: int | None) -> bool:
@@ -321,53 +327,14 @@ def _png_without_pillow(data: bytes, mode: Mode, max_pixels: int | None) -> Deco
     return _fast_png_as(data, mode, pillow_mode, (width, height))
 
 
-def _jpeg_header(data: bytes) -> tuple[int, int, str, str] | None:
-    try:
-        import simplejpeg
-
-        return simplejpeg.decode_jpeg_header(data)
-    except Exception:  # whatever the fast decoder cannot read, Pillow decides
-        return None
-
-
-def _fast_jpeg(image: Image.Image, data: bytes, mode: Mode) -> Decoded | None:
-    return _fast_jpeg_as(data, mode, image.mode, image.size)
-
-
-def _fast_jpeg_as(
-    data: bytes, mode: Mode, pillow_mode: str, size: tuple[int, int]
-) -> Decoded | None:
-    """The JPEG decoded by simplejpeg as Pillow would give an image of ``pillow_mode`` and
-    ``size``, or None (use Pillow)."""
-    target = _JPEG_TARGETS.get((mode, pillow_mode))
-    if target is None:
-        return None
-    colourspace, channels, layout = target
-    header = _jpeg_header(data)
-    if header is None:
-        return None
-    height, width, stored, subsampling = header
-    if (
-        stored not in _JPEG_COLOURSPACES
-        or subsampling not in _JPEG_SUBSAMPLINGS
-        or (width, height) != size
-    ):
-        return None
-    import simplejpeg
-
-    out = _output((height, width, channels))
-    try:  # strict: any libjpeg warning (damaged data...) sends the file to Pillow
-        simplejpeg.decode_jpeg(
-            data, colorspace=colourspace, fastdct=False, fastupsample=False, buffer=out, strict=True
-        )
-    except Exception:
-        return None
-    return Decoded(out, layout, False)
-
-
 def _fast_png(image: Image.Image, data: bytes, mode: Mode) -> Decoded | None:
+    """A PNG Pillow has opened (and checked up to its image data) decoded by libpng, or None
+    (use Pillow)."""
     if (
-        "transparency" in image.info  # libpng would add an alpha channel
+        not _FAST
+        or image.format != "PNG"
+        or data[:8] != _PNG_SIGNATURE
+        or "transparency" in image.info  # libpng would add an alpha channel
         or getattr(image, "n_frames", 1) != 1
     ):
         return None

@@ -73,10 +73,11 @@ def pillow_only(data: bytes, mode: str, monkeypatch: pytest.MonkeyPatch) -> dec.
 
 
 def uses_fast_path(data: bytes, mode: str) -> bool:
-    if dec._jpeg_without_pillow(data, mode, None) is not None:
+    if any(path(data, mode, None) is not None
+           for path in (dec._jpeg_without_pillow, dec._png_without_pillow)):
         return True
     with Image.open(io.BytesIO(data)) as image:
-        return dec._fast_decode(image, data, mode) is not None
+        return dec._fast_png(image, data, mode) is not None
 
 
 def assert_like_pillow(
