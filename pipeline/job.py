@@ -76,7 +76,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
     store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
     with storage_errors(source, "list source", SourceUnreachableError):
         source_fs = source.filesystem()
-        client_retries = {id(count): count for count in (retry_count(source_fs),)}
+        client_retries = {retry_count(source_fs)}  # one count per client: a set adds each once
         unlisted: list[Skip] = []
         entries = list_images(
             source_fs,
@@ -87,8 +87,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
             on_unlisted=lambda folder, reason: unlisted.append(Skip(folder, reason)),
         )
     log.info("listed %d image files (%d bytes) under %s", len(entries), _bytes(entries), source.url)
-    store_retries = retry_count(store.fs)
-    client_retries.setdefault(id(store_retries), store_retries)
+    client_retries.add(retry_count(store.fs))
     store.check_writable()
     parent = max(store.versions(), default=None)
     previous = None if config.full or parent is None else _previous(store, parent, source, config)
@@ -129,7 +128,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
     }
 
     def retries() -> dict[str, int]:
-        requests = scanned.retries + sum(c.value for c in client_retries.values())
+        requests = scanned.retries + sum(count.value for count in client_retries)
         return {"storage_requests": requests, "tasks": scanned.task_retries}
 
     def build(version: int | None, parent: int | None) -> dict[str, Any]:

@@ -60,8 +60,8 @@ def retry_count(fs: Any) -> RetryCount:
     """The retry count of ``fs``'s client, counting from the first call.
 
     One count per client: everything sharing a (cached) filesystem shares its running total,
-    so take differences for one piece of work, and the same object comes back for the same
-    client (compare by identity to add up several filesystems).
+    so take differences for one piece of work; the same object comes back for the same
+    client, so a set of counts adds each client once.
     """
     client = _s3_client(fs)
     if client is None:

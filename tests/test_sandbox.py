@@ -4,6 +4,7 @@ real image files; the slow file is a real 64-megapixel PNG (about 1.5 s to decod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ import pytest
 from PIL import Image
 
 from pipeline import sandbox
+from pipeline.decode import decode
+from pipeline.errors import DecodeError
 from pipeline.listing import Shard, list_images
 from pipeline.location import resolve
 from pipeline.scan import scan_shard
@@ -172,16 +175,41 @@ def sandbox_processes(marker):
     return found
 
 
+@contextlib.contextmanager
+def sandboxes_seen(marker):
+    """The pids of the sandbox processes (of the run tagged ``marker``) seen while the block
+    runs, sampled every 50 ms."""
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.update(p.pid for p in sandbox_processes(marker))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_cli_skips_a_file_over_the_limit_and_leaves_no_process(folder, tmp_path, imgstats):
     marker = uuid.uuid4().hex
-    done = imgstats(
-        "compute", str(folder), "--out", str(tmp_path / "stats"), "--workers", "1",
-        "--decode-timeout", str(LIMIT), env={"IMGSTATS_TEST_MARKER": marker},
-    )
+    with sandboxes_seen(marker) as seen:
+        done = imgstats(
+            "compute", str(folder), "--out", str(tmp_path / "stats"), "--workers", "1",
+            "--decode-timeout", str(LIMIT), env={"IMGSTATS_TEST_MARKER": marker},
+        )
     assert done.returncode == 0, done.stderr
+    assert len(seen) >= 2  # the first sandbox, killed over the slow file, and its successor
+    with pytest.raises(DecodeError) as truncated:
+        decode((folder / "b-truncated.png").read_bytes(), "rgb")
     doc = json.loads((tmp_path / "stats" / "v000001.json").read_text())
     assert doc["skipped"] == [
-        {"path": "b-truncated.png", "error": skip_of_doc(doc, "b-truncated.png")},
+        {"path": "b-truncated.png", "error": str(truncated.value)},
         {"path": SLOW, "error": f"decoding took longer than {LIMIT:g} s"},
     ]
     expected = small_files_reference(folder).as_document()
@@ -194,31 +222,15 @@ def test_cli_skips_a_file_over_the_limit_and_leaves_no_process(folder, tmp_path,
     assert sandbox_processes(marker) == []
 
 
-def skip_of_doc(doc, name):
-    [reason] = [s["error"] for s in doc["skipped"] if s["path"] == name]
-    return reason
-
-
 def test_without_a_limit_decoding_stays_in_the_worker(folder, tmp_path, imgstats):
     marker = uuid.uuid4().hex
-    watcher_saw: list[int] = []
-    stop = threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            watcher_saw.extend(p.pid for p in sandbox_processes(marker))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    done = imgstats(
-        "compute", str(folder), "--out", str(tmp_path / "stats"), "--workers", "1",
-        "--exclude", SLOW, "--decode-timeout", "0", env={"IMGSTATS_TEST_MARKER": marker},
-    )
-    stop.set()
-    thread.join()
+    with sandboxes_seen(marker) as seen:
+        done = imgstats(
+            "compute", str(folder), "--out", str(tmp_path / "stats"), "--workers", "1",
+            "--exclude", SLOW, "--decode-timeout", "0", env={"IMGSTATS_TEST_MARKER": marker},
+        )
     assert done.returncode == 0, done.stderr
-    assert watcher_saw == []
+    assert seen == set()
     doc = json.loads((tmp_path / "stats" / "v000001.json").read_text())
     assert doc["provenance"]["decode_timeout"] == 0
     expected = small_files_reference(folder).as_document()
