@@ -108,17 +108,21 @@ class StatsStore:
         except Exception as exc:
             raise as_storage_error(exc, self.location, "read store", StoreUnreachableError) from exc
 
+    def _stats_bytes(self, name: str) -> bytes:
+        """A stats file's bytes, never more than a stats file may hold (+1, to tell)."""
+        return self.read_bytes(name, MAX_FILE_BYTES)
+
     def load(self, version: int | None = None) -> Stats:
         """Version ``version``, or the newest (``latest.json``, else the highest listed)."""
         if version is not None:
             name = version_name(version)
             try:
-                data = self.read_bytes(name, MAX_FILE_BYTES)
+                data = self._stats_bytes(name)
             except FileNotFoundError:
                 raise StatsFileError(f"{self.url} has no version {version}") from None
             return Stats.from_json(data, self.url_of(name))
         try:
-            return Stats.from_json(self.read_bytes(LATEST, MAX_FILE_BYTES), self.url_of(LATEST))
+            return Stats.from_json(self._stats_bytes(LATEST), self.url_of(LATEST))
         except FileNotFoundError:
             versions = self.versions()
             if not versions:
@@ -173,7 +177,7 @@ class StatsStore:
 
     def _latest_version(self) -> int:
         try:
-            return int(json.loads(self.read_bytes(LATEST))["version"])
+            return int(json.loads(self._stats_bytes(LATEST))["version"])
         except FileNotFoundError:
             return 0
         except (ValueError, KeyError, TypeError):
