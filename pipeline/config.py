@@ -7,6 +7,7 @@ Keys are the long option names with ``_`` for ``-``. Unknown keys and wrong type
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -49,6 +50,7 @@ class JobConfig:
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
     unsafe_store: bool = False
+    scheduler_timeout: float = 10.0  # seconds to wait for a scheduler that does not answer
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -68,6 +70,11 @@ class JobConfig:
                 "decode_timeout must be a number of seconds (0: no limit), "
                 f"not {self.decode_timeout}"
             )
+        if not 0 < self.scheduler_timeout < float("inf"):
+            raise UsageError(
+                f"scheduler_timeout must be a positive number of seconds, "
+                f"not {self.scheduler_timeout}"
+            )
 
     @property
     def scheduler_address(self) -> str | None:
@@ -81,15 +88,22 @@ class JobConfig:
         checked: dict[str, Any] = {}
         for key, value in values.items():
             if key not in fields:
-                raise UsageError(f"{origin}: unknown key {key!r}")
+                raise UsageError(f"{origin}: unknown key {key!r}{_suggestion(key, fields)}")
             checked[key] = _check_type(key, value, origin)
-        for required in ("source", "out"):
+        for required, typed in (("source", "SOURCE"), ("out", "--out")):
             if not checked.get(required):
-                raise UsageError(f"{origin}: {required!r} is required")
+                where = "" if origin == "command line" else f" (or `{required}:` in {origin})"
+                raise UsageError(f"{typed} is required{where}")
         try:
             return cls(**checked)
         except UsageError as exc:  # a value out of range: say where it came from
             raise UsageError(f"{origin}: {exc}") from exc
+
+
+def _suggestion(key: str, known: Mapping[str, Any]) -> str:
+    """`` (did you mean 'workers'?)`` for a key close to a known one, else nothing."""
+    close = difflib.get_close_matches(str(key).replace("-", "_"), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _INT_KEYS = {
@@ -116,7 +130,7 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise wrong("an integer")
         return value
-    if key == "decode_timeout":
+    if key in ("decode_timeout", "scheduler_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise wrong("a number of seconds")
         return float(value)
@@ -153,8 +167,10 @@ def load_config_file(path: str) -> dict[str, Any]:
     except RecursionError as exc:
         raise UsageError(f"config {path} is nested too deeply") from exc
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"config {path} is not valid YAML: {first}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0] or type(exc).__name__
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"config {path} is not valid YAML{where}: {problem}") from exc
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -49,6 +49,8 @@ class StoreError(ImgstatsError, OSError):
     """The stats store cannot be read or written."""
 
 
+
+
 class StoreUnreachableError(StoreError):
     """The store's bucket or endpoint is missing, denied or unreachable (bad input: exit 2)."""
 
@@ -75,6 +77,12 @@ class UnsafeStoreError(StoreError):
 
 class StatsFileError(ImgstatsError, ValueError):
     """A stats file is missing keys, has wrong types or is not JSON."""
+
+
+class StoreNotFoundError(StatsFileError, FileNotFoundError):
+    """The store to read (``show``, ``history``) does not exist: bad input."""
+
+    exit_code = 2
 
 
 class SourceVanishedError(ImgstatsError):

@@ -12,15 +12,17 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sys
+import signal
+import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
 import dask
 from dask.utils import parse_bytes
-from distributed import Client, Future, LocalCluster, progress
+from distributed import Client, Future, LocalCluster, as_completed
+from distributed.comm.addressing import parse_address, parse_host_port
 
 from .decode import Mode
 from .errors import ImgstatsError, SchedulerError
@@ -28,8 +30,9 @@ from .listing import Shard
 from .location import Location
 from .sandbox import scan_in_sandbox
 from .scan import ScanResult, merge_results, scan_shard
+from .signals import sigint_blocked
 
-__all__ = ["DEFAULT_SPLIT_EVERY", "dask_client", "run_scan", "submit_scan"]
+__all__ = ["DEFAULT_SPLIT_EVERY", "OnFilesDone", "dask_client", "run_scan", "submit_scan"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ SUBMIT_BATCH_FRACTION = 0.25
 #: Estimated pickled bytes of a listing entry beyond its path and token.
 _ENTRY_OVERHEAD_BYTES = 40
 
+#: Called with the number of files of each shard as its scan finishes (progress display).
+OnFilesDone = Callable[[int], None]
+
 
 @contextlib.contextmanager
 def dask_client(
@@ -65,8 +71,15 @@ def dask_client(
     processes: bool = True,
     timeout: float = 10,
 ) -> Iterator[Client]:
-    """A client on ``scheduler``, or on a LocalCluster started for the block and closed after."""
+    """A client on ``scheduler``, or on a LocalCluster started for the block and closed after.
+
+    A refused connection fails at once; a scheduler that does not answer, after ``timeout``
+    seconds. The LocalCluster's processes do not see the terminal's Ctrl-C (see
+    :mod:`pipeline.signals`); when the block ends with an exception (Ctrl-C among them) its
+    workers are killed rather than waited for.
+    """
     if scheduler:
+        _check_reachable(scheduler, timeout)
         try:
             client = Client(scheduler, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -77,30 +90,74 @@ def dask_client(
             )
             yield client
         return
-    with (
-        dask.config.set(
-            {
-                "distributed.nanny.pre-spawn-environ": _worker_environ(),
-                # The workers' statistical profiler takes the GIL every 10 ms: 1-6% of a
-                # worker's CPU samples in py-spy profiles of JPEG and PNG runs.
-                "distributed.worker.profile.enabled": False,
-            }
-        ),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker or 1,
-            processes=processes,
-            dashboard_address=":0",
-            silence_logs=logging.CRITICAL,  # task errors are reported once, by the CLI
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            dask.config.set(
+                {
+                    "distributed.nanny.pre-spawn-environ": _worker_environ(),
+                    # The workers' statistical profiler takes the GIL every 10 ms: 1-6% of a
+                    # worker's CPU samples in py-spy profiles of JPEG and PNG runs.
+                    "distributed.worker.profile.enabled": False,
+                }
+            )
+        )
+        with sigint_blocked():  # see pipeline.signals
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=threads_per_worker or 1,
+                    processes=processes,
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.CRITICAL,  # task errors are reported once, by the CLI
+                )
+            )
+        client = stack.enter_context(Client(cluster, set_as_default=False))
         log.info(
             "started local Dask cluster: %d workers (dashboard %s)",
             len(cluster.workers),
             client.dashboard_link,
         )
-        yield client
+        try:
+            yield client
+        except BaseException:
+            _kill_workers(cluster)  # their results are not wanted: do not wait for them
+            raise
+
+
+def _check_reachable(address: str, timeout: float) -> None:
+    """Fail fast, with one line, on an address that cannot be a scheduler or that refuses."""
+    try:
+        scheme, where = parse_address(address)
+        host, port = parse_host_port(where) if scheme in ("tcp", "tls") else ("", 0)
+    except (ValueError, TypeError) as exc:
+        raise SchedulerError(f"{address!r} is not a Dask scheduler address: {exc}") from None
+    if not host:
+        return  # another transport: the client says what goes wrong
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except ConnectionRefusedError:
+        raise SchedulerError(
+            f"cannot reach Dask scheduler at {address}: connection refused"
+        ) from None
+    except TimeoutError:
+        raise SchedulerError(
+            f"cannot reach Dask scheduler at {address}: no answer within {timeout:g} s "
+            "(--scheduler-timeout)"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SchedulerError(f"cannot reach Dask scheduler at {address}: {reason}") from None
+
+
+def _kill_workers(cluster: LocalCluster) -> None:
+    """SIGKILL the cluster's worker processes (their sandboxes die with them)."""
+    for nanny in list(cluster.workers.values()):
+        process = getattr(nanny, "process", None)
+        pid = getattr(process, "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _worker_environ() -> dict[str, Any]:
@@ -122,9 +179,12 @@ def run_scan(
     max_image_pixels: int | None,
     decode_timeout: float = 0,
     keep_rows: bool = False,
-    show_progress: bool = False,
+    on_files_done: OnFilesDone | None = None,
 ) -> ScanResult:
-    """Scan every shard on the cluster and tree-reduce the results to one."""
+    """Scan every shard on the cluster and tree-reduce the results to one.
+
+    ``on_files_done(n)`` is called (in this thread) as each shard of ``n`` files is scanned.
+    """
     if split_every < 2:
         raise ValueError("split_every must be at least 2")
     if not shards:
@@ -139,9 +199,11 @@ def run_scan(
         decode_timeout=decode_timeout,
         keep_rows=keep_rows,
     )
-    if show_progress and sys.stderr.isatty():
-        progress([*scans, final], notebook=False)
     try:
+        if on_files_done is not None:
+            sizes = {scan.key: len(shard.files) for scan, shard in zip(scans, shards, strict=True)}
+            for scan in as_completed(scans, loop=client.loop):
+                on_files_done(sizes[scan.key])
         result = final.result()
     except ImgstatsError:
         raise

@@ -11,7 +11,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import dask
 import distributed
@@ -38,12 +38,14 @@ from .scan import ScanResult, Skip
 from .stats import Stats, build_document, dumps
 from .store import StatsStore, open_store, version_name
 
-__all__ = ["ComputeResult", "compute_stats"]
+__all__ = ["ComputeResult", "Progress", "compute_stats"]
 
 log = logging.getLogger(__name__)
 
 #: Shards per worker thread at least, so large images still spread over every worker.
 SHARDS_PER_THREAD = 4
+#: Skipped files named one by one in the run's warnings (the stats file lists them all).
+SKIPS_LOGGED = 10
 #: Keys that say when and how a version was made, not what it holds.
 _RUN_KEYS = frozenset({"version", "parent", "created", "run", "record"})
 
@@ -57,6 +59,16 @@ class ComputeResult:
     written: bool
 
 
+class Progress(Protocol):
+    """Where a run reports how far it got (the CLI draws a progress bar from it)."""
+
+    def begin(self, files: int) -> None:
+        """``files`` are to be read."""
+
+    def advance(self, files: int) -> None:
+        """``files`` more were read."""
+
+
 @dataclass(frozen=True)
 class _Previous:
     """The latest version and its record, when an incremental run can build on them."""
@@ -65,15 +77,24 @@ class _Previous:
     record: FileRecord
 
 
-def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResult:
+def compute_stats(config: JobConfig, progress: Progress | None = None) -> ComputeResult:
     """Compute the exact per-channel statistics of ``config.source`` and store a new version.
 
     Reads only new and changed files when the latest version allows it (unless
-    ``config.full``); writes nothing when the result equals the latest version.
+    ``config.full``); writes nothing when the result equals the latest version. A run that
+    fails leaves no store folder that it created.
     """
+    store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
+    try:
+        return _compute(config, store, progress)
+    except BaseException:
+        store.remove_created_folders()
+        raise
+
+
+def _compute(config: JobConfig, store: StatsStore, progress: Progress | None) -> ComputeResult:
     started = time.perf_counter()
     source = resolve(config.source, config.source_options)
-    store = open_store(resolve(config.out, config.store_options), config.unsafe_store)
     with storage_errors(source, "list source", SourceUnreachableError):
         source_fs = source.filesystem()
         client_retries = {retry_count(source_fs)}  # one count per client: a set adds each once
@@ -104,9 +125,9 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
             len(planned.reused),
             planned.removed,
         )
-    scanned, shards, threads = _scan(planned.to_read, source, config, show_progress)
+    scanned, shards, threads = _scan(planned.to_read, source, config, progress)
     result = carried.merge(scanned).merge(ScanResult(skipped=tuple(unlisted)))
-    _check_errors(result, config, len(entries))
+    _check_errors(result, config, len(entries), store.url)
     layout_key, moments = _single_layout(result)
     if result.high_bit_depth and config.mode != "native":
         log.warning(
@@ -190,7 +211,7 @@ def compute_stats(config: JobConfig, show_progress: bool = False) -> ComputeResu
 
 
 def _scan(
-    files: list[FileEntry], source: Location, config: JobConfig, show_progress: bool
+    files: list[FileEntry], source: Location, config: JobConfig, progress: Progress | None
 ) -> tuple[ScanResult, int, int]:
     """Decode ``files`` on the cluster: the merged result, the number of shards and threads."""
     if not files:
@@ -204,6 +225,7 @@ def _scan(
         config.workers,
         config.threads_per_worker,
         processes=not source.is_process_local,
+        timeout=config.scheduler_timeout,
     ) as client:
         threads = sum(client.nthreads().values()) or 1
         shards = make_shards(
@@ -211,6 +233,8 @@ def _scan(
         )
         log.info("decoding %d files in %d shards on %d worker threads", len(files), len(shards),
                  threads)
+        if progress is not None:
+            progress.begin(len(files))
         result = run_scan(
             client,
             source,
@@ -220,7 +244,7 @@ def _scan(
             max_image_pixels=config.max_image_pixels,
             decode_timeout=decode_timeout,
             keep_rows=True,
-            show_progress=show_progress,
+            on_files_done=progress.advance if progress is not None else None,
         )
     return result, len(shards), threads
 
@@ -282,12 +306,12 @@ def _bytes(entries: list[FileEntry]) -> int:
     return sum(e.size for e in entries)
 
 
-def _check_errors(result: ScanResult, config: JobConfig, listed: int) -> None:
+def _check_errors(result: ScanResult, config: JobConfig, listed: int, store: str) -> None:
     skipped = sorted(result.skipped)
     if skipped and config.on_error == "fail":
         first = skipped[0]
         raise TooManyErrorsError(
-            f"{len(skipped)} files could not be read (first: {first.path}: {first.error}); "
+            f"{len(skipped)} files could not be read (first: {first.path!r}: {first.error}); "
             "no version written (--on-error fail)"
         )
     if config.max_errors is not None and len(skipped) > config.max_errors:
@@ -296,10 +320,13 @@ def _check_errors(result: ScanResult, config: JobConfig, listed: int) -> None:
             f"{config.max_errors}; no version written"
         )
     if not result.moments:
-        first = f" (first: {skipped[0].path}: {skipped[0].error})" if skipped else ""
+        first = f" (first: {skipped[0].path!r}: {skipped[0].error})" if skipped else ""
         raise InputError(f"none of the {listed} image files could be decoded{first}")
-    for skip in skipped:
-        log.warning("skipped %s: %s", skip.path, skip.error)
+    for skip in skipped[:SKIPS_LOGGED]:
+        log.warning("skipped %r: %s", skip.path, skip.error)
+    if len(skipped) > SKIPS_LOGGED:
+        log.warning("skipped %d more files (`imgstats show %s --skipped` lists them all)",
+                    len(skipped) - SKIPS_LOGGED, store)
 
 
 def _single_layout(result: ScanResult) -> tuple[str, Any]:

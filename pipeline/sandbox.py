@@ -18,6 +18,7 @@ only file lists go in and merged results come out.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import io
 import mmap
@@ -54,6 +55,7 @@ CHUNK_FILES = 256
 #: the task fails instead of trying once more.
 _DEATHS_OUTSIDE_DECODE = 2
 _PROGRESS = struct.Struct("<q")  # index of the file being decoded + 1; 0 between files
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class SandboxError(RuntimeError):
@@ -108,11 +110,13 @@ class _Child:
                     "pipeline.sandbox",
                     str(child_end.fileno()),
                     str(self._page_file.fileno()),
+                    str(os.getpid()),
                 ],
                 pass_fds=(child_end.fileno(), self._page_file.fileno()),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 env=env,
+                process_group=0,  # the terminal's Ctrl-C is the client's, not the decoder's
             )
         self._conn = Connection(parent_end.detach())
 
@@ -223,29 +227,33 @@ def _child_environ() -> dict[str, str]:
     return env
 
 
-_idle: list[_Child] = []
-_idle_lock = threading.Lock()
+_threads = threading.local()
+
+
+def current_child() -> _Child | None:
+    """This thread's child, if it has started one."""
+    return getattr(_threads, "child", None)
 
 
 @contextlib.contextmanager
 def _borrow_child() -> Iterator[_Child]:
-    """An idle child of this process (one per concurrent task), started when none is left."""
-    with _idle_lock:
-        child = None
-        while _idle and child is None:
-            candidate = _idle.pop()
-            if candidate.alive():
-                child = candidate
-            else:
-                candidate.close()
-    child = child or _Child()
+    """This thread's child, started when it has none or when its child died.
+
+    A child belongs to the thread that started it (one per concurrent task): the kernel
+    kills it when that thread ends (see :func:`_die_with_parent`), so it is never lent to
+    another thread.
+    """
+    child = current_child()
+    if child is None or not child.alive():
+        if child is not None:
+            child.close()
+        child = _threads.child = _Child()
     try:
         yield child
     except BaseException:
         child.close()  # its state is unknown: a task that failed does not hand it on
+        _threads.child = None
         raise
-    with _idle_lock:
-        _idle.append(child)
 
 
 def _warm_up() -> None:
@@ -257,6 +265,17 @@ def _warm_up() -> None:
         for mode in MODES:
             decoded = decode(buffer.getvalue(), mode)
             mom.from_pixels(decoded.pixels)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the thread that started it ends (its worker
+    was killed, say): a decoder stuck in a hostile file would never read the end of file on
+    its channel. Linux only; elsewhere the end of file still stops an idle child."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
 
 
 def _serve(channel_fd: int, page_fd: int) -> None:
@@ -282,10 +301,16 @@ def _serve(channel_fd: int, page_fd: int) -> None:
             reply = ("error", exc)
         try:
             conn.send(reply)
+        except OSError:  # the parent is gone
+            return
         except Exception as exc:  # an exception that does not pickle
             conn.send(("error", SandboxError(f"{type(exc).__name__}: {exc}")))
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
+    # Ctrl-C is the client's to handle (see pipeline.signals): this process ends with its
+    # parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(int(sys.argv[3]))
+    with contextlib.suppress(BrokenPipeError, ConnectionError, EOFError):
         _serve(int(sys.argv[1]), int(sys.argv[2]))

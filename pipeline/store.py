@@ -34,6 +34,7 @@ from .errors import (
     StatsFileError,
     StoreConflictError,
     StoreError,
+    StoreNotFoundError,
     StoreUnreachableError,
     UnsafeStoreError,
 )
@@ -63,11 +64,14 @@ class StatsStore:
     """A folder of versioned stats files. Use :func:`open_store` to get the right backend."""
 
     exclusive_create = True
+    #: Whether a store folder exists on its own (not only as the prefix of the files in it).
+    has_folders = True
 
     def __init__(self, location: Location, allow_unsafe: bool = False) -> None:
         self.location = location
         self.allow_unsafe = allow_unsafe
         self.fs = location.filesystem()
+        self._created_folders: list[str] = []  # by check_writable, outermost first
 
     @property
     def url(self) -> str:
@@ -124,10 +128,18 @@ class StatsStore:
         try:
             return Stats.from_json(self._stats_bytes(LATEST), self.url_of(LATEST))
         except FileNotFoundError:
-            versions = self.versions()
-            if not versions:
-                raise StatsFileError(f"{self.url} holds no stats versions") from None
-            return self.load(versions[-1])
+            return self.load(self.require_versions()[-1])
+
+    def require_versions(self) -> list[int]:
+        """:meth:`versions`, or an error saying why there are none."""
+        versions = self.versions()
+        if versions:
+            return versions
+        with self._errors("read store"):
+            exists = not self.has_folders or self.fs.exists(self.location.path)
+        if not exists:
+            raise StoreNotFoundError(f"no stats store at {self.url}: it does not exist")
+        raise StatsFileError(f"{self.url} holds no stats versions")
 
     # writing ---------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -138,7 +150,26 @@ class StatsStore:
                 "overwrite each other; use a local, s3:// or memory:// store"
             )
         with self._errors("create store"):
+            missing = []
+            folder = self.location.path
+            while folder and not self.fs.exists(folder):
+                missing.insert(0, folder)
+                parent = folder.rstrip("/").rpartition("/")[0]
+                folder = parent if parent != folder else ""
             self.fs.makedirs(self.location.path, exist_ok=True)
+            self._created_folders = missing
+
+    def remove_created_folders(self) -> None:
+        """Remove the folders :meth:`check_writable` created, if they are still empty (a run
+        that failed leaves no empty ``--out`` folder behind)."""
+        for folder in reversed(self._created_folders):
+            try:
+                if self.fs.ls(folder, detail=False, refresh=True):
+                    return
+                self.fs.rmdir(folder)
+            except OSError:
+                return
+        self._created_folders = []
 
     def write(self, build: Callable[[int, int | None], bytes], parent: int | None) -> int:
         """Create the next version with ``build(version, parent)``; returns its number.
@@ -250,6 +281,7 @@ class S3Store(StatsStore):
     """S3 and S3-compatible stores: conditional PUTs, probed once before the first write."""
 
     _PROBE_PREFIX = ".imgstats-probe-"
+    has_folders = False
 
     def check_writable(self) -> None:
         # No makedirs: on S3 that would create a missing bucket instead of reporting it.

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from pipeline.errors import UsageError
 from conftest import ROOT, one_error_line, run_imgstats
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "imgstats"
-NORMALIZE_RE = re.compile(r"^transforms\.Normalize\(mean=(\[.*?\]), std=(\[.*?\])\)$", re.M)
+NORMALIZE_RE = re.compile(r"^transforms\.Normalize\(mean=(\[[^\]]*\]),\s+std=(\[[^\]]*\])\)$", re.M)
 
 
 def make_images(folder: Path, count: int = 20, seed: int = 0, size=(16, 12)) -> list[np.ndarray]:
@@ -106,6 +107,10 @@ def test_show_table_and_normalize_line_round_trip(two_versions, imgstats):
     # Exactly the stats file's floats, not rounded copies.
     assert mean == doc["mean"] and std == doc["std"]
     assert all(type(v) is float for v in mean + std)
+    # The table prints the same digits as the Normalize call.
+    table = {row[0]: row[1:3] for row in rows if row and row[0] in ("R", "G", "B")}
+    assert [table[c] for c in "RGB"] == [[repr(m), repr(s)] for m, s in zip(mean, std, strict=True)]
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 100
 
 
 def test_show_json_version_and_single_file(two_versions, imgstats):
@@ -136,23 +141,34 @@ def test_show_json_version_and_single_file(two_versions, imgstats):
 
 def test_history_one_line_per_version(two_versions, imgstats):
     history = ok(imgstats("history", str(two_versions["store"])))
-    lines = history.stdout.strip().splitlines()
+    header, *lines = history.stdout.strip().splitlines()
+    assert header.split() == ["version", "created", "(UTC)", "parent", "run", "images", "read",
+                              "reused", "skipped"]
     assert [line.split()[0] for line in lines] == ["v000001.json", "v000002.json"]
-    assert re.search(r"parent\s+-\s", lines[0]) and re.search(r"parent\s+1\s", lines[1])
-    assert "20 images" in lines[0] and "21 images" in lines[1]
+    first, second = (line.split()[3:] for line in lines)
+    assert first == ["-", "full", "20", "20", "0", "0"]  # parent, run, images, read, reused...
+    assert second == ["1", "incremental", "21", "1", "20", "0"]
 
 
 # --- quiet, debug, entry points ------------------------------------------------------------------
 
 
-def test_quiet_prints_nothing_even_with_skipped_files(tmp_path, imgstats, scheduler):
+def test_quiet_prints_nothing_but_one_line_for_skipped_files(tmp_path, imgstats, scheduler):
     make_images(tmp_path / "images", 4)
-    (tmp_path / "images" / "broken.jpg").write_text("not a jpeg")  # would be a warning
+    clean = ok(imgstats("compute", str(tmp_path / "images"), "--out", str(tmp_path / "stats"),
+                        "--scheduler", scheduler, "--quiet"))
+    assert clean.stdout == "" and clean.stderr == ""
+    for name in ("broken.jpg", "also broken.png"):
+        (tmp_path / "images" / name).write_text("not an image")
     done = ok(imgstats("compute", str(tmp_path / "images"), "--out", str(tmp_path / "stats"),
                        "--scheduler", scheduler, "--quiet"))
-    assert done.stdout == "" and done.stderr == ""
-    doc = json.loads((tmp_path / "stats" / "v000001.json").read_text())
-    assert [s["path"] for s in doc["skipped"]] == ["broken.jpg"]
+    assert done.stdout == ""
+    assert done.stderr == (
+        "imgstats: warning: 2 files skipped in version 2 (first: 'also broken.png': not an "
+        f"image Pillow can identify); `imgstats show {tmp_path / 'stats'} --skipped` lists them\n"
+    )
+    doc = json.loads((tmp_path / "stats" / "v000002.json").read_text())
+    assert [s["path"] for s in doc["skipped"]] == ["also broken.png", "broken.jpg"]
 
 
 def test_console_script_computes(tmp_path, scheduler):
@@ -366,9 +382,99 @@ def test_bad_json_options_and_missing_source(tmp_path, capsys, keep_logging):
         (("compute", str(tmp_path), "--out", store, "--source-options", "{anon"),
          "--source-options"),
         (("compute", str(tmp_path), "--out", store, "--store-options", "[1]"), "--store-options"),
-        (("compute", "--out", store), "source"),
+        (("compute", "--out", store), "SOURCE is required"),
+        (("compute", str(tmp_path)), "--out is required"),
     ]:
         code, out, err = run_main(capsys, *args)
         assert code == 2 and out == "", args
         assert err.count("\n") == 1 and err.startswith("imgstats: error: ") and named in err
     assert not (tmp_path / "s").exists()
+
+
+# --- clear failures --------------------------------------------------------------------------
+
+
+def test_config_errors_point_at_the_mistake(tmp_path, capsys, keep_logging):
+    config = tmp_path / "job.yaml"
+    cases = {
+        "source: /data\nout: /stats\nworkrs: 2\n": "unknown key 'workrs' (did you mean 'workers'?)",
+        "source: /data\nout: /stats\non-error: fail\n":
+            "unknown key 'on-error' (did you mean 'on_error'?)",
+        "source: /data\nout: /stats\nzzz: 1\n": "unknown key 'zzz'\n",
+        "source: [/data\nout: /stats\n":
+            "is not valid YAML at line 2, column 4: expected ',' or ']'",
+        "out: /stats\n": f"SOURCE is required (or `source:` in config {config})",
+        "source: /data\n": f"--out is required (or `out:` in config {config})",
+    }
+    for text, message in cases.items():
+        config.write_text(text)
+        code, out, err = run_main(capsys, "compute", "--config", str(config))
+        assert (code, out) == (2, ""), text
+        assert err.startswith("imgstats: error: ") and message in err, (text, err)
+
+
+def test_help_shows_every_default(capsys, keep_logging):
+    code, out, _ = run_main(capsys, "compute", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for option, default in [("--mode", "rgb"), ("--on-error", "skip"), ("--split-every", "8"),
+                            ("--decode-timeout", "60.0"), ("--scheduler-timeout", "10.0"),
+                            ("--max-image-pixels", "89478485"), ("--workers", "none")]:
+        assert re.search(rf"{option} \S+ .*?\(default: {re.escape(default)}\)", text), option
+
+
+@pytest.mark.parametrize("address,words", [
+    ("garbage", "is not a Dask scheduler address"),
+    ("tcp://[:::", "is not a Dask scheduler address"),
+    (None, "connection refused"),  # a closed port
+])
+def test_a_bad_scheduler_fails_at_once_with_one_line(tmp_path, imgstats, address, words):
+    import socket
+
+    if address is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    make_images(tmp_path / "images", 1)
+    started = time.monotonic()
+    done = imgstats("compute", str(tmp_path / "images"), "--out", str(tmp_path / "stats"),
+                    "--scheduler", address)
+    seconds = time.monotonic() - started
+    line = one_error_line(done, 2, empty_stdout=True)
+    assert words in line and address in line, line
+    assert "Exception ignored" not in done.stderr
+    assert seconds < 15, seconds  # generous: under 1 s here (the client's 10 s wait is skipped)
+    assert not (tmp_path / "stats").exists()
+
+
+def test_a_failed_run_leaves_no_store_folder_it_made(tmp_path, imgstats, scheduler):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "broken.png").write_bytes(b"not a png")
+    deep = tmp_path / "new" / "deeper" / "stats"
+    done = imgstats("compute", str(tmp_path / "images"), "--out", str(deep),
+                    "--scheduler", scheduler)
+    one_error_line(done, 2, empty_stdout=True)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()  # a folder the user made is theirs: left as it was
+    done = imgstats("compute", str(tmp_path / "images"), "--out", str(mine),
+                    "--scheduler", scheduler)
+    one_error_line(done, 2, empty_stdout=True)
+    assert mine.is_dir() and list(mine.iterdir()) == []
+
+
+def test_show_names_skipped_files_and_lists_them_all(tmp_path, imgstats, scheduler):
+    make_images(tmp_path / "images", 3)
+    names = [f"bad {i}\nname.png" for i in range(8)]  # a newline must not cut a line
+    for name in names:
+        (tmp_path / "images" / name).write_bytes(b"not a png")
+    store = tmp_path / "stats"
+    ok(imgstats("compute", str(tmp_path / "images"), "--out", str(store), "--scheduler",
+                scheduler))
+    shown = ok(imgstats("show", str(store))).stdout
+    assert "8 files skipped" in shown
+    for name in sorted(names)[:5]:
+        assert f"  {name!r}: not an image" in shown
+    assert f"  ... and 3 more (`imgstats show {store} --skipped` lists them all)" in shown
+    listed = ok(imgstats("show", str(store), "--skipped")).stdout.splitlines()
+    assert listed == [f"{name!r}: not an image Pillow can identify" for name in sorted(names)]

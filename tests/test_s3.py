@@ -92,8 +92,8 @@ def test_load_show_history_on_s3(dataset, imgstats, scheduler):
     assert shown.returncode == 0, shown.stderr
     assert f"std={list(latest.std)}" in shown.stdout
     history = imgstats("history", f"s3://{BUCKET}/stats", *store_options)
-    assert [line.split()[0] for line in history.stdout.splitlines()] == ["v000001.json",
-                                                                         "v000002.json"]
+    assert [line.split()[0] for line in history.stdout.splitlines()[1:]] == ["v000001.json",
+                                                                             "v000002.json"]
 
 
 def test_two_racing_runs_get_distinct_versions(dataset, scheduler):

@@ -99,7 +99,7 @@ def test_a_decode_over_the_time_limit_is_skipped_and_the_rest_counted(folder):
 
 def kill_when_decoding(index, signum):
     """Send ``signum`` to the pooled child as soon as it decodes file ``index``."""
-    [child] = sandbox._idle
+    child = sandbox.current_child()
     seen = threading.Event()
 
     def watch():
@@ -123,7 +123,7 @@ def test_a_crashing_decoder_costs_one_file(folder, signum):
     assert seen.is_set()
     assert skip_of(result, SLOW) == f"the decoder crashed ({signal.Signals(signum).name})"
     assert_small_files_exact(result, folder)
-    [child] = sandbox._idle  # a fresh child finished the shard and waits for the next one
+    child = sandbox.current_child()  # a fresh child finished the shard and waits for the next one
     assert child.alive() and child.decoding() is None
 
 
@@ -131,12 +131,12 @@ def test_a_dead_idle_child_is_replaced(folder):
     location, shard = shard_of(folder)
     small = Shard(0, tuple(e for e in shard.files if e.path != SLOW))
     sandbox.scan_in_sandbox(location, small, "rgb", None)
-    [child] = sandbox._idle
+    child = sandbox.current_child()
     os.kill(child.pid, signal.SIGKILL)
     psutil.Process(child.pid).wait(10)
     result = sandbox.scan_in_sandbox(location, small, "rgb", None)
     assert_small_files_exact(result, folder)
-    assert sandbox._idle[0].pid != child.pid
+    assert sandbox.current_child().pid != child.pid
 
 
 def test_the_child_does_not_outlive_a_killed_worker(folder):
@@ -147,7 +147,7 @@ def test_the_child_does_not_outlive_a_killed_worker(folder):
         f"loc = resolve({str(folder)!r}, {{}})\n"
         "entries = list_images(loc.filesystem(), loc.path, (), (), url=loc.url)\n"
         "sandbox.scan_in_sandbox(loc, Shard(0, tuple(entries[:2])), 'rgb', None)\n"
-        "print(sandbox._idle[0].pid, flush=True)\n"
+        "print(sandbox.current_child().pid, flush=True)\n"
         "sys.stdin.read()\n"
     )
     worker = subprocess.Popen(
@@ -215,7 +215,7 @@ def test_cli_skips_a_file_over_the_limit_and_leaves_no_process(folder, tmp_path,
     expected = small_files_reference(folder).as_document()
     assert {k: doc[k] for k in expected} == expected
     assert doc["provenance"]["decode_timeout"] == LIMIT
-    assert f"skipped {SLOW}: decoding took longer" in done.stderr
+    assert f"skipped {SLOW!r}: decoding took longer" in done.stderr
     deadline = time.monotonic() + 10
     while sandbox_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -242,7 +242,7 @@ def test_a_sandbox_that_cannot_start_fails_the_task_with_the_reason(folder, monk
     """A child that dies before any decode (here: an interpreter that exits at once) is not a
     file's fault: after a second try the task fails, saying why."""
     location, shard = shard_of(folder)
-    monkeypatch.setattr(sandbox, "_idle", [])
+    monkeypatch.setattr(sandbox._threads, "child", None, raising=False)
     monkeypatch.setattr(sys, "executable", shutil.which("false"))
     with pytest.raises(sandbox.SandboxError, match=r"died 2 times outside any decode \(the "
                        r"decode process exited with status 1\)"):

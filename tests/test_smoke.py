@@ -26,4 +26,4 @@ def test_quick_start(tmp_path, imgstats, scheduler):
     assert shown.returncode == 0
     assert "transforms.Normalize(mean=[" in shown.stdout
     history = imgstats("history", str(store))
-    assert history.returncode == 0 and history.stdout.startswith("v000001.json")
+    assert history.returncode == 0 and history.stdout.splitlines()[1].startswith("v000001.json")

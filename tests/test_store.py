@@ -287,6 +287,9 @@ def test_load_stats_latest_version_and_file(tmp_path):
     assert latest.channels == ("L",) and latest.scale == 255
     with pytest.raises(StatsFileError, match="4"):
         load_stats(url, version=4)
+    with pytest.raises(StatsFileError, match=r"no stats store at .*empty: it does not exist"):
+        load_stats(str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(StatsFileError, match="no stats versions"):
         load_stats(str(tmp_path / "empty"))
 
