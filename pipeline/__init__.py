@@ -1,7 +1,14 @@
 """imgstats: exact per-channel mean and std of image collections, with Dask and fsspec.
 
-The public names load on first use, so ``import pipeline.scan`` (a decode sandbox, a Dask
-worker) does not pay for Dask and the job machinery.
+The public names load on first use, so ``import pipeline.run.scan`` (a decode sandbox, a
+Dask worker) does not pay for Dask and the job machinery.
+
+The package is layered, each layer importing only from those below it (``tests/
+test_architecture.py`` checks it): ``errors`` and ``_version``; ``core`` (pure values and
+maths); ``config``; ``fs`` (storage access); ``decode``; ``store`` (the stats store, the stats
+document, the per-file record); ``api`` (``load_stats``); ``run`` (scan, sandbox, Dask graph
+and cluster, incremental planning, the job: the only layer that imports Dask); ``cli``; and
+``testing`` (the store conformance suite).
 """
 
 from __future__ import annotations
@@ -9,11 +16,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .api import load_stats
-    from .config import JobConfig
+    from .config import JobConfig, ScanOptions
     from .errors import (
         DecodeError,
         ImgstatsError,
@@ -24,22 +31,23 @@ if TYPE_CHECKING:
         StoreError,
         UsageError,
     )
-    from .job import ComputeResult, compute_stats
-    from .stats import Stats
+    from .run.job import ComputeResult, compute_stats
+    from .store.document import Stats
 
 _EXPORTS = {
-    "ComputeResult": "job",
+    "ComputeResult": "run.job",
     "DecodeError": "errors",
     "ImgstatsError": "errors",
     "InputError": "errors",
     "JobConfig": "config",
     "LayoutError": "errors",
-    "Stats": "stats",
+    "ScanOptions": "config",
+    "Stats": "store.document",
     "StatsFileError": "errors",
     "StoreConflictError": "errors",
     "StoreError": "errors",
     "UsageError": "errors",
-    "compute_stats": "job",
+    "compute_stats": "run.job",
     "load_stats": "api",
 }
 
@@ -50,6 +58,7 @@ __all__ = [
     "InputError",
     "JobConfig",
     "LayoutError",
+    "ScanOptions",
     "Stats",
     "StatsFileError",
     "StoreConflictError",

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import StatsFileError
-from .location import resolve
-from .stats import MAX_FILE_BYTES, Stats
+from .fs.location import resolve
 from .store import open_store
+from .store.document import MAX_FILE_BYTES, Stats
 
 __all__ = ["load_stats"]
 

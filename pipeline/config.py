@@ -1,7 +1,10 @@
-"""The job configuration: one frozen dataclass, built from YAML and/or command-line options.
+"""The job configuration and the defaults of every option, in one place.
 
-Keys are the long option names with ``_`` for ``-``. Unknown keys and wrong types are
-:class:`~pipeline.errors.UsageError` naming the key. YAML is loaded with ``safe_load`` only.
+:class:`JobConfig` is one frozen dataclass, built from YAML and/or command-line options (keys
+are the long option names with ``_`` for ``-``; unknown keys and wrong types are
+:class:`~pipeline.errors.UsageError` naming the key; YAML is loaded with ``safe_load`` only).
+:class:`ScanOptions` is the part of it that travels to every task: how a file becomes counted
+pixels. This module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -14,16 +17,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from .decode import DEFAULT_MAX_IMAGE_PIXELS, MODES, Mode
+from .core.keys import MODES, Mode
 from .errors import UsageError
-from .listing import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_FILES
-from .sandbox import DEFAULT_DECODE_TIMEOUT
 
-__all__ = ["JobConfig", "load_config_file", "parse_json_options"]
+__all__ = ["JobConfig", "ScanOptions", "load_config_file", "parse_json_options"]
 
 ON_ERROR = ("skip", "fail")
+#: Pillow's own default (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 MP): above it an image is
+#: treated as a decompression bomb.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+#: Seconds one file's decode may take before it is skipped (0: no limit, no sandbox).
+DEFAULT_DECODE_TIMEOUT = 60.0
+#: Shard limits. A task costs ~3 ms of Dask overhead (measured: 2,000 no-op tasks on a 2-worker
+#: LocalCluster); a shard should carry ~0.3 s of work to keep that near 1% while leaving a short
+#: tail to balance: 16 MiB is ~150 ImageNet-size JPEGs (~2 ms each in a worker), 1,000 files
+#: ~1,000 CIFAR-size PNGs (~0.3 ms each with reading and per-file rows).
+DEFAULT_SHARD_BYTES = 16 * 2**20
+DEFAULT_SHARD_FILES = 1000
+#: Fan-in of the tree reduction.
+DEFAULT_SPLIT_EVERY = 8
+#: Seconds to wait for a scheduler that does not answer.
+DEFAULT_SCHEDULER_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How each task turns a file into counted pixels: what travels from the config to the
+    scan of every shard."""
+
+    mode: Mode = "rgb"
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
 
 
 @dataclass(frozen=True)
@@ -44,13 +68,13 @@ class JobConfig:
     store_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     full: bool = False
     quiet: bool = False
-    split_every: int = 8
+    split_every: int = DEFAULT_SPLIT_EVERY
     shard_bytes: int = DEFAULT_SHARD_BYTES
     shard_files: int = DEFAULT_SHARD_FILES
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
     unsafe_store: bool = False
-    scheduler_timeout: float = 10.0  # seconds to wait for a scheduler that does not answer
+    scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +99,11 @@ class JobConfig:
                 f"scheduler_timeout must be a positive number of seconds, "
                 f"not {self.scheduler_timeout}"
             )
+
+    @property
+    def scan_options(self) -> ScanOptions:
+        """What every task needs of this config."""
+        return ScanOptions(self.mode, self.max_image_pixels, self.decode_timeout)
 
     @property
     def scheduler_address(self) -> str | None:
@@ -157,6 +186,8 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
 
 def load_config_file(path: str) -> dict[str, Any]:
     """The mapping in a YAML config file (safe loading only: no Python objects)."""
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as handle:
             values = yaml.safe_load(handle)

@@ -271,11 +271,10 @@ def write():
 
 
 def install(role):
-    import pipeline.moments as mom
-    import pipeline.scan as scan
+    import pipeline.run.scan as scan
 
     _stats["role"] = role
-    decode, from_pixels = scan.decode, mom.from_pixels
+    decode, from_pixels = scan.decode, scan.from_pixels
     clock = time.perf_counter
 
     def timed_decode(*args, **kwargs):
@@ -301,7 +300,7 @@ def install(role):
             _stats["moments"] += elapsed
             _stats["images"] += 1
 
-    scan.decode, mom.from_pixels = timed_decode, timed_from_pixels
+    scan.decode, scan.from_pixels = timed_decode, timed_from_pixels
     _stats["start_rss"] = _stats["peak_rss"] = _rss()
     atexit.register(write)
 """
@@ -401,27 +400,30 @@ def verdict(document: dict[str, Any], expected: dict[str, Any]) -> str:
 
 
 def profile_scan(folder: Path, files: int) -> str:
-    """cProfile of :func:`pipeline.scan.scan_shard` over the first ``files`` files as one shard,
-    in this process (after a warm-up pass): CPU per file, shares of the main steps, top
+    """cProfile of :func:`pipeline.run.scan.scan_shard` over the first ``files`` files as one
+    shard, in this process (after a warm-up pass): CPU per file, shares of the main steps, top
     functions."""
     import cProfile
     import io
     import pstats
 
-    from pipeline.listing import list_images, make_shards
-    from pipeline.location import resolve
-    from pipeline.scan import scan_shard
+    from pipeline.config import ScanOptions
+    from pipeline.core.files import make_shards
+    from pipeline.fs.listing import list_images
+    from pipeline.fs.location import resolve
+    from pipeline.run.scan import scan_shard
 
     location = resolve(str(folder), {})
     entries = list_images(location.filesystem(), location.path)[:files]
     [shard] = make_shards(entries, max_bytes=2**62, max_files=len(entries))
-    scan_shard(location, shard, "rgb")  # warm-up: page cache, imports, compiled kernel
+    options = ScanOptions("rgb")
+    scan_shard(location, shard, options)  # warm-up: page cache, imports, compiled kernel
     started = time.process_time()
-    scan_shard(location, shard, "rgb")
+    scan_shard(location, shard, options)
     cpu = time.process_time() - started
     profiler = cProfile.Profile()
     profiler.enable()
-    scan_shard(location, shard, "rgb")
+    scan_shard(location, shard, options)
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -431,15 +433,15 @@ def profile_scan(folder: Path, files: int) -> str:
         cumulative[key] = cumulative.get(key, 0.0) + cum
     total = cumulative.get("scan.py:scan_shard", 0.0) or 1.0
     steps = {
-        "read (local file)": ("scan.py:_read_local",),
+        "read (local file)": ("reading.py:_read_local",),
         "decode: Image.open (Pillow header parse)": ("Image.py:open",),
         "decode: fast paths (simplejpeg / libpng)": (
-            "decode.py:_jpeg_without_pillow",
-            "decode.py:_fast_png_as",
+            "fast.py:jpeg_without_pillow",
+            "fast.py:_fast_png_as",
         ),
-        "decode, all": ("decode.py:decode",),
+        "decode, all": ("image.py:decode",),
         "moments (from_pixels)": ("moments.py:from_pixels",),
-        "FileSet.add (fingerprint)": ("listing.py:add",),
+        "FileSet.add (fingerprint)": ("files.py:add",),
     }
     lines = [
         f"scan_shard over {len(entries)} files of {folder}: {cpu / len(entries) * 1e6:.0f} us CPU "

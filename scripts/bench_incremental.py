@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
-from pipeline.incremental import plan
-from pipeline.listing import FileEntry
+from pipeline.core.files import FileEntry
+from pipeline.run.incremental import plan
 
 RUN_KEYS = {"version", "parent", "created", "run", "record"}
 

@@ -4,10 +4,10 @@
     python scripts/bench_planning.py --file-kb 3          # 1,000,000 CIFAR-size files
     python scripts/bench_planning.py --unbatched          # submit all shards in one message
 
-The listing is synthetic (``FileEntry`` objects, as :func:`pipeline.listing.list_images` returns
+The listing is synthetic (``FileEntry`` objects, as :func:`pipeline.fs.listing.list_images` returns
 them after walking a bucket, in sorted order, then sorted again as it does); sharding is
-:func:`pipeline.listing.make_shards` with the defaults ``imgstats compute`` uses; submission is
-:func:`pipeline.graph.submit_scan` on a LocalCluster with no workers, so nothing runs: the
+:func:`pipeline.core.files.make_shards` with the defaults ``imgstats compute`` uses; submission is
+:func:`pipeline.run.graph.submit_scan` on a LocalCluster with no workers, so nothing runs: the
 figures are the client's own (the LocalCluster's scheduler lives in the client process, as with
 ``imgstats compute`` without ``--scheduler``), timed until the scheduler holds every task.
 Reports time and resident memory per step, peak RSS, and whether distributed warned
@@ -30,14 +30,15 @@ sys.path.append(str(ROOT))  # after PYTHONPATH: another checkout of pipeline can
 
 from distributed import Client, LocalCluster  # noqa: E402
 
-from pipeline import graph  # noqa: E402
-from pipeline.listing import (  # noqa: E402
+from pipeline.config import (  # noqa: E402
     DEFAULT_SHARD_BYTES,
     DEFAULT_SHARD_FILES,
-    FileEntry,
-    make_shards,
+    DEFAULT_SPLIT_EVERY,
+    ScanOptions,
 )
-from pipeline.location import resolve  # noqa: E402
+from pipeline.core.files import FileEntry, make_shards  # noqa: E402
+from pipeline.fs.location import resolve  # noqa: E402
+from pipeline.run import graph  # noqa: E402
 
 #: ``imgstats compute`` asks for at least this many shards per worker thread (job.py).
 SHARDS_PER_THREAD = 4
@@ -120,7 +121,7 @@ def main() -> None:
         warnings.simplefilter("always")
         steps.append(("LocalCluster (no workers) + client", time.perf_counter(), rss_mb()))
         scans, _final = graph.submit_scan(
-            client, location, shards, "rgb", max_image_pixels=None, keep_rows=True
+            client, location, shards, ScanOptions("rgb", None), DEFAULT_SPLIT_EVERY
         )
         steps.append(("submit_scan returned", time.perf_counter(), rss_mb()))
         expected = len(scans) + sum(_merge_levels(len(scans)))

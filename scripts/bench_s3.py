@@ -4,7 +4,7 @@
 
 Starts moto's S3 server on 127.0.0.1 behind a proxy that adds a fixed latency per request
 (real S3 has 10-50 ms to first byte), uploads small PNGs, and reads them all twice in one
-run: one blocking ``cat_file`` after another, then through ``pipeline.scan.read_files`` (the
+run: one blocking ``cat_file`` after another, then through ``pipeline.fs.reading.read_files`` (the
 path a shard task takes), which fetches a window of objects concurrently.
 """
 
@@ -24,9 +24,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pipeline.listing import FileEntry  # noqa: E402
-from pipeline.location import resolve  # noqa: E402
-from pipeline.scan import read_files  # noqa: E402
+from pipeline.core.files import FileEntry  # noqa: E402
+from pipeline.fs.location import resolve  # noqa: E402
+from pipeline.fs.reading import read_files  # noqa: E402
 
 from s3_proxy import ProxyBehaviour, s3_proxy  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> None:
         for name, seconds, requests in (
             ("sequential cat_file", sequential_s, requests_sequential),
             ("sequential, one GET each", single_s, requests_single),
-            ("pipeline.scan.read_files", concurrent_s, requests_concurrent),
+            ("pipeline.fs.reading.read_files", concurrent_s, requests_concurrent),
         ):
             print(f"{name:<26}{seconds:>9.2f}{args.files / seconds:>11.0f}{requests:>10}")
         print(f"speed-up: {sequential_s / concurrent_s:.1f}x over cat_file, "

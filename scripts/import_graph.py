@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Collection
 from functools import cache
 from pathlib import Path
 
@@ -29,50 +30,50 @@ def source_of(name: str) -> Path:
     return path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
 
 
-def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    while node in parents:
-        node = parents[node]
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            return True
-    return False
-
-
-def imports_of(path: Path, modules: set[str]) -> set[str]:
-    """The pipeline modules that ``path`` imports (a package import counts as its
-    ``__init__``; ``from pkg import mod`` as ``pkg.mod`` when that is a module)."""
+def imports(path: Path, modules: Collection[str]) -> list[tuple[str, int]]:
+    """Every module ``path`` imports, as an absolute name, with its line (``TYPE_CHECKING``
+    blocks aside). ``from pkg import mod`` counts as ``pkg.mod`` when that is one of
+    ``modules``, else as ``pkg`` (names from a module)."""
     tree = ast.parse(path.read_text(), str(path))
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
+    skip: set[ast.AST] = set()
     for node in ast.walk(tree):
-        if _type_checking_only(node, parents):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(ast.walk(node))
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if node in skip:
             continue
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             targets = [f"{base}.{alias.name}" for alias in node.names]
-            if not any(target in modules for target in targets):
-                targets.append(base)  # names from a module, not modules from a package
-        else:
-            continue
-        for target in targets:
-            if target in modules:
-                found.add(target)
-            elif target.rpartition(".")[0] in modules and "." in target:
-                found.add(target.rpartition(".")[0])
-    found.discard(name)
+            found += [(t, node.lineno) for t in targets if t in modules] or [(base, node.lineno)]
     return found
 
 
+def modules() -> dict[str, Path]:
+    """Every module of the package, by name."""
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(path: Path, known: Collection[str]) -> set[str]:
+    """The package's own modules that ``path`` imports (a package counts as its
+    ``__init__``)."""
+    return {
+        target for target, _ in imports(path, known) if target in known
+    } - {module_name(path)}
+
+
 def graph() -> dict[str, set[str]]:
-    paths = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-    modules = set(paths)
-    return {name: imports_of(path, modules) for name, path in paths.items()}
+    """Each module's imports of the package's own modules."""
+    paths = modules()
+    return {name: imports_of(path, paths) for name, path in paths.items()}
 
 
 def depth(edges: dict[str, set[str]]) -> dict[str, int]:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.cli import _parser, main
+from pipeline.cli.main import _parser, main
 from pipeline.config import JobConfig, load_config_file
 from pipeline.errors import UsageError
 

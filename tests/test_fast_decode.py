@@ -22,6 +22,7 @@ import simplejpeg
 from PIL import Image
 
 from pipeline import decode as dec
+from pipeline.decode import fast
 from pipeline.errors import DecodeError
 
 MODES = ["rgb", "gray", "native"]
@@ -65,7 +66,7 @@ def torchvision(data: bytes, mode: str) -> np.ndarray | None:
 
 def pillow_only(data: bytes, mode: str, monkeypatch: pytest.MonkeyPatch) -> dec.Decoded | None:
     with monkeypatch.context() as patch:
-        patch.setattr(dec, "_FAST", False)
+        patch.setattr(fast, "_FAST", False)
         try:
             return dec.decode(data, mode)
         except DecodeError:
@@ -74,10 +75,10 @@ def pillow_only(data: bytes, mode: str, monkeypatch: pytest.MonkeyPatch) -> dec.
 
 def uses_fast_path(data: bytes, mode: str) -> bool:
     if any(path(data, mode, None) is not None
-           for path in (dec._jpeg_without_pillow, dec._png_without_pillow)):
+           for path in (fast.jpeg_without_pillow, fast.png_without_pillow)):
         return True
     with Image.open(io.BytesIO(data)) as image:
-        return dec._fast_png(image, data, mode) is not None
+        return fast.fast_png(image, data, mode) is not None
 
 
 def assert_like_pillow(
@@ -274,7 +275,7 @@ def test_jpeg_without_pillow_header_never_counts_what_pillow_refuses(monkeypatch
     for _ in range(6000):
         data = _mutated(rng.choice(seeds), rng)
         for mode in MODES:
-            if dec._jpeg_without_pillow(data, mode, None) is not None:
+            if fast.jpeg_without_pillow(data, mode, None) is not None:
                 accepted += 1
                 assert_like_pillow(data, mode, monkeypatch, "mutated")
     assert accepted > 300  # the check above ran on many files
@@ -302,7 +303,7 @@ def test_png_without_pillow_header_never_counts_what_pillow_refuses(monkeypatch)
             data = bytearray(_mutated(bytes(data), rng))
         data = bytes(data)
         for mode in MODES:
-            if dec._png_without_pillow(data, mode, None) is not None:
+            if fast.png_without_pillow(data, mode, None) is not None:
                 accepted += 1
                 assert_like_pillow(data, mode, monkeypatch, "mutated")
     assert accepted > 100  # the check above ran on many files
@@ -483,7 +484,7 @@ def test_threads_decode_independently():
 
 
 def test_large_images_get_their_own_array(monkeypatch):
-    monkeypatch.setattr(dec, "_REUSE_MAX_BYTES", 1000)
+    monkeypatch.setattr(fast, "_REUSE_MAX_BYTES", 1000)
     data = encode(photo(30, 40), "JPEG")
     first = dec.decode(data, "rgb").pixels
     second = dec.decode(data, "rgb").pixels
@@ -493,7 +494,7 @@ def test_large_images_get_their_own_array(monkeypatch):
 
 def test_switch_turns_fast_paths_off(monkeypatch):
     data = encode(photo(20, 30), "JPEG")
-    monkeypatch.setattr(dec, "_FAST", False)
+    monkeypatch.setattr(fast, "_FAST", False)
     assert not uses_fast_path(data, "rgb")
     assert np.array_equal(dec.decode(data, "rgb").pixels, torchvision(data, "rgb"))
 

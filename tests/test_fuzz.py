@@ -13,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.decode import MODES, decode
-from pipeline.listing import FileEntry, Shard
-from pipeline.location import resolve
-from pipeline.scan import scan_shard
+from pipeline.config import ScanOptions
+from pipeline.core.files import FileEntry, Shard
+from pipeline.core.keys import MODES
+from pipeline.decode import decode
+from pipeline.fs.location import resolve
+from pipeline.run.scan import scan_shard
 
 CORPUS = Path(__file__).parent / "corpus"
 FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "TIFF": "tif", "WEBP": "webp"}
@@ -101,7 +103,7 @@ def test_regression_corpus_is_counted_or_skipped_with_a_reason(tmp_path):
     for path in files:
         (tmp_path / path.name).write_bytes(path.read_bytes())
     entries = tuple(FileEntry(p.name, p.stat().st_size, "") for p in files)
-    result = scan_shard(resolve(str(tmp_path)), Shard(0, entries), "rgb")
+    result = scan_shard(resolve(str(tmp_path)), Shard(0, entries), ScanOptions("rgb"))
     counted = sum(result.images.values())
     assert counted + len(result.skipped) == len(files)
     assert all(skip.error for skip in result.skipped)

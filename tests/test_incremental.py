@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
-from pipeline.record import FileRecord
+from pipeline.store.record import FileRecord
 
 from conftest import ROOT
 
@@ -161,13 +161,14 @@ def test_record_holds_exact_rows(tmp_path, run):
 
 
 def test_record_sums_beyond_int64_round_trip():
-    from pipeline.listing import FileEntry
-    from pipeline.moments import Moments
-    from pipeline.scan import FileRow
+    from pipeline.core.files import FileEntry
+    from pipeline.core.keys import Layout
+    from pipeline.core.moments import Moments
+    from pipeline.store.record import FileRow
 
     huge = 2**70 + 12345
-    row = FileRow(FileEntry("a.png", 1, "t"), "L uint16", Moments(2**40, (huge,), (huge * huge,),
-                                                                  (0,), (65535,)), True)
+    moments = Moments(2**40, (huge,), (huge * huge,), (0,), (65535,))
+    row = FileRow(FileEntry("a.png", 1, "t"), Layout("L", "uint16"), moments, True)
     [back] = FileRecord.from_bytes(FileRecord.from_rows([row]).to_bytes()).rows()
     assert back == row
 
@@ -222,3 +223,27 @@ def test_incremental_on_s3_store(tmp_path, s3, scheduler):
     assert not compute().written
     assert sorted(fs.ls("imgstats-test/stats", detail=False, refresh=True)) == listing_before
     assert json.loads(fs.cat_file("imgstats-test/stats/latest.json"))["version"] == 2
+
+
+@pytest.mark.parametrize("damage", [
+    lambda doc: doc["files"].pop("count"),  # an older or hand-edited file
+    lambda doc: doc["provenance"].pop("include"),
+    lambda doc: doc.update(sum=[str(v) for v in doc["sum"]]),
+    lambda doc: doc.update(record="../../dev/zero"),  # not a name the store makes
+    lambda doc: doc.update(files="all of them"),
+])
+def test_a_version_it_cannot_build_on_means_a_full_run_and_a_warning(run, tmp_path, caplog,
+                                                                      damage):
+    make_dataset(tmp_path / "images")
+    first = run()
+    path = tmp_path / "stats" / "v000001.json"
+    doc = json.loads(path.read_text())
+    damage(doc)
+    for name in ("v000001.json", "latest.json"):
+        (tmp_path / "stats" / name).write_text(json.dumps(doc))
+    save(tmp_path / "images" / "new.png", seed=99)
+    second = run()
+    assert second.stats.document["run"]["incremental"] is False
+    assert second.stats.document["run"]["files_read"] == 13
+    assert "full run: version 1 cannot be built on" in caplog.text
+    assert second.stats.image_count == first.stats.image_count + 1

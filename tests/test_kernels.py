@@ -12,8 +12,9 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline import moments as mom
-from pipeline.moments import Moments, from_pixels
+from pipeline.core import kernels
+from pipeline.core import moments as mom
+from pipeline.core.moments import Moments, from_pixels
 
 KERNELS = ["numba", "numpy"]
 
@@ -36,7 +37,7 @@ def python_moments(pixels: np.ndarray) -> Moments:
 
 def moments_with(kernel: str, pixels: np.ndarray) -> Moments:
     channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
-    return mom._integer_moments(pixels.reshape(-1, channels), mom._kernel(kernel))
+    return mom._integer_moments(pixels.reshape(-1, channels), kernels.kernel(kernel))
 
 
 def constant_moments(value: int, pixels: int, channels: int) -> Moments:
@@ -121,7 +122,7 @@ def test_extremes_anywhere(kernel):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_block_merge(kernel, monkeypatch):
     """Arrays longer than a block are cut into blocks and merged exactly."""
-    monkeypatch.setattr(mom, "_BLOCK_PIXELS", 1000)
+    monkeypatch.setattr(mom, "BLOCK_PIXELS", 1000)
     rng = np.random.default_rng(11)
     for shape in [(1000, 1, 3), (1001, 1, 3), (77, 59, 2), (3000, 7)]:
         pixels = rng.integers(0, 65535, size=shape, dtype=np.uint16, endpoint=True)
@@ -131,14 +132,14 @@ def test_block_merge(kernel, monkeypatch):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_full_block_of_maximum_uint16(kernel):
     """A real block and a bit, every sample 65535: the uint64 bounds of the kernels."""
-    count = mom._BLOCK_PIXELS + 777
+    count = mom.BLOCK_PIXELS + 777
     pixels = np.full((count, 1, 3), 65535, dtype=np.uint16)
     assert moments_with(kernel, pixels) == constant_moments(65535, count, 3)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_full_block_of_maximum_uint8(kernel):
-    count = mom._BLOCK_PIXELS + 4097
+    count = mom.BLOCK_PIXELS + 4097
     pixels = np.full((count, 1, 3), 255, dtype=np.uint8)
     assert moments_with(kernel, pixels) == constant_moments(255, count, 3)
 
@@ -168,12 +169,12 @@ def test_empty_arrays():
 def test_numba_kernel_is_compiled():
     """With numba installed, the default kernel is the compiled one, not the fallback."""
     pytest.importorskip("numba")
-    assert mom._kernel("numba") is not mom._numpy_kernel
+    assert kernels.kernel("numba") is not kernels._numpy_kernel
 
 
 def test_unknown_kernel_refused():
     with pytest.raises(ValueError, match="unknown moments kernel"):
-        mom._kernel("fortran")
+        kernels.kernel("fortran")
 
 
 def test_moments_pickle_round_trip():

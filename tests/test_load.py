@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.listing import list_images
-from pipeline.location import resolve
+from pipeline.fs.listing import list_images
+from pipeline.fs.location import resolve
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +44,14 @@ def test_listing_20000_objects_over_many_pages(s3):
 
 SCAN_ONE_SHARD = """
 import json, resource, sys, time
-from pipeline.listing import FileEntry, Shard
-from pipeline.location import resolve
-from pipeline.scan import scan_shard
+from pipeline.config import ScanOptions
+from pipeline.core.files import FileEntry, Shard
+from pipeline.fs.location import resolve
+from pipeline.run.scan import scan_shard
 folder, count = sys.argv[1], int(sys.argv[2])
 entries = tuple(FileEntry(f"{i:06d}.png", 0, "") for i in range(count))
 started = time.perf_counter()
-result = scan_shard(resolve(folder), Shard(0, entries), "rgb", keep_rows=False)
+result = scan_shard(resolve(folder), Shard(0, entries), ScanOptions("rgb"))
 print(json.dumps({"images": sum(result.images.values()), "seconds": time.perf_counter() - started,
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -76,12 +77,13 @@ def test_one_shard_of_50000_files_has_bounded_memory(tmp_path):
 
 HUGE_SCAN = """
 import json, resource, sys
-from pipeline.listing import FileEntry, Shard
-from pipeline.location import resolve
-from pipeline.scan import scan_shard
-result = scan_shard(resolve(sys.argv[1]), Shard(0, (FileEntry("huge.png", 0, ""),)), "gray",
-                    max_image_pixels=int(sys.argv[2]))
-moments = next(iter(result.moments.values()), None)
+from pipeline.config import ScanOptions
+from pipeline.core.files import FileEntry, Shard
+from pipeline.fs.location import resolve
+from pipeline.run.scan import scan_shard
+result = scan_shard(resolve(sys.argv[1]), Shard(0, (FileEntry("huge.png", 0, ""),)),
+                    ScanOptions("gray", max_image_pixels=int(sys.argv[2])))
+moments = next(iter(result.summaries.values()), None)
 counted = (moments.count, moments.sum[0], moments.sum_sq[0]) if moments else None
 print(json.dumps({"counted": counted, "skipped": [s.error for s in result.skipped],
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

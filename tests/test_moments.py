@@ -1,4 +1,5 @@
-"""Property tests of pipeline.moments against the independent reference (tests/reference.py)."""
+"""Property tests of pipeline.core.moments against the independent reference
+(tests/reference.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline import moments as mom
-from pipeline.moments import FloatMoments, Moments, from_pixels, nearest_sqrt_ratio
+from pipeline.core import moments as mom
+from pipeline.core.exact import nearest_sqrt_ratio
+from pipeline.core.moments import FloatMoments, Moments, from_pixels
 
 from reference import (
     image_pixels,
@@ -135,7 +137,7 @@ def test_from_pixels_uint16_gray_full_range(kernel):
 )
 def test_from_pixels_across_blocks(kernel, dtype, channels, modulus):
     """More pixels than one histogram block: the block merge must be exact too."""
-    count = mom._BLOCK_PIXELS + 12_345
+    count = mom.BLOCK_PIXELS + 12_345
     column = (np.arange(count, dtype=np.int64) % modulus).astype(dtype)
     pixels = np.stack([column] * channels, axis=-1).reshape(count, 1, channels)
     pixels[-1, 0, -1] = np.iinfo(dtype).max  # the maximum only in the last block
@@ -163,7 +165,7 @@ def test_from_pixels_across_blocks(kernel, dtype, channels, modulus):
 @pytest.mark.parametrize(("dtype", "channels"), [(np.uint8, 1), (np.uint8, 3), (np.uint16, 2)])
 def test_from_pixels_saturated_blocks(kernel, dtype, channels):
     """Every sample at the maximum, more than a block: the accumulators' worst case."""
-    count = mom._BLOCK_PIXELS + 777
+    count = mom.BLOCK_PIXELS + 777
     top = int(np.iinfo(dtype).max)
     pixels = np.full((count, 1, channels), top, dtype=dtype)
     pixels[5, 0, 0] = 0

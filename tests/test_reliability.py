@@ -19,9 +19,10 @@ from distributed import Client, LocalCluster
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
-from pipeline.listing import list_images
-from pipeline.location import resolve
-from pipeline.record import FileRecord
+from pipeline.config import ScanOptions
+from pipeline.fs.listing import list_images
+from pipeline.fs.location import resolve
+from pipeline.store.record import FileRecord
 
 from s3_proxy import ProxyBehaviour, s3_proxy
 
@@ -259,34 +260,36 @@ def test_symlinked_folders_are_followed_once_as_torchvision_does(tmp_path, refer
 
 
 def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
-    from pipeline.listing import Shard, list_images
-    from pipeline.location import resolve
-    from pipeline.scan import scan_shard
+    from pipeline.core.files import Shard
+    from pipeline.fs.listing import list_images
+    from pipeline.fs.location import resolve
+    from pipeline.run.scan import scan_shard
 
     folder = tmp_path / "images"
     write_images(folder, 3)
     location = resolve(str(folder))
     entries = list_images(location.filesystem(), location.path)
     (folder / entries[1].path).unlink()
-    result = scan_shard(location, Shard(0, tuple(entries)), "rgb")
+    result = scan_shard(location, Shard(0, tuple(entries)), ScanOptions("rgb"))
     assert sum(result.images.values()) == 2
     assert [s.path for s in result.skipped] == [entries[1].path]
 
 
 def test_file_rewritten_between_listing_and_reading_is_counted_as_it_is_now(tmp_path):
-    from pipeline.listing import Shard, list_images
-    from pipeline.location import resolve
-    from pipeline.scan import scan_shard
+    from pipeline.core.files import Shard
+    from pipeline.fs.listing import list_images
+    from pipeline.fs.location import resolve
+    from pipeline.run.scan import scan_shard
 
     folder = tmp_path / "images"
     write_images(folder, 3)
     location = resolve(str(folder))
     listed = list_images(location.filesystem(), location.path)
     write_images(folder, 1, size=(50, 70), names=[listed[1].path])  # bigger, other pixels
-    result = scan_shard(location, Shard(0, tuple(listed)), "rgb", keep_rows=True)
+    result = scan_shard(location, Shard(0, tuple(listed)), ScanOptions("rgb"))
     now = scan_shard(location, Shard(0, tuple(list_images(location.filesystem(),
-                                                          location.path))), "rgb")
-    assert result.moments == now.moments and result.images == now.images
+                                                          location.path))), ScanOptions("rgb"))
+    assert result.summaries == now.summaries and result.images == now.images
     assert (result.files.count, result.files.nbytes) == (3, now.files.nbytes)
     [row] = [r for r in FileRecord.from_blocks(result.rows).entries() if r.path == listed[1].path]
     assert row.size == (folder / listed[1].path).stat().st_size != listed[1].size
@@ -358,9 +361,9 @@ def test_read_only_store_fails_cleanly_and_prints_the_figures(tmp_path, referenc
 def test_secrets_never_in_task_names(cluster):
     """What the dashboard shows of a run (task keys and their prefixes) holds no secret, in
     either decode mode."""
-    from pipeline.graph import submit_scan
-    from pipeline.listing import FileEntry, Shard
-    from pipeline.location import Location
+    from pipeline.core.files import FileEntry, Shard
+    from pipeline.fs.location import Location
+    from pipeline.run.graph import submit_scan
 
     secret = "SECRET-VALUE-1234567890"
     location = Location("memory", "/nowhere", {"key": "AKIA-" + secret, "secret": secret,
@@ -368,8 +371,8 @@ def test_secrets_never_in_task_names(cluster):
     shards = [Shard(i, (FileEntry(f"f{i}.png", 10, "t"),)) for i in range(3)]
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         for timeout in (60.0, 0.0):
-            scans, final = submit_scan(client, location, shards, "rgb", max_image_pixels=None,
-                                       decode_timeout=timeout)
+            scans, final = submit_scan(client, location, shards,
+                                       ScanOptions("rgb", None, timeout), split_every=8)
             final.result()  # every file missing: skipped, the run itself fine
             shown = client.run_on_scheduler(
                 lambda dask_scheduler: [f"{key} {ts.prefix.name} {ts.group.name}"

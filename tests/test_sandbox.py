@@ -20,12 +20,15 @@ import psutil
 import pytest
 from PIL import Image
 
-from pipeline import sandbox
+from pipeline.config import ScanOptions
+from pipeline.core.files import Shard
+from pipeline.core.keys import Layout, ResultKey
 from pipeline.decode import decode
 from pipeline.errors import DecodeError
-from pipeline.listing import Shard, list_images
-from pipeline.location import resolve
-from pipeline.scan import scan_shard
+from pipeline.fs.listing import list_images
+from pipeline.fs.location import resolve
+from pipeline.run import sandbox
+from pipeline.run.scan import scan_shard
 
 from conftest import ROOT
 from reference import reference_stats
@@ -63,8 +66,8 @@ def shard_of(folder):
 
 def assert_small_files_exact(result, folder):
     expected = small_files_reference(folder)
-    [moments] = result.moments.values()
-    assert result.images["RGB uint8"] == expected.image_count == 12
+    [moments] = result.summaries.values()
+    assert result.images[ResultKey("", Layout("RGB", "uint8"))] == expected.image_count == 12
     assert moments.count == expected.pixel_count
     assert moments.sum == expected.sum and moments.sum_sq == expected.sum_sq
     assert moments.min == expected.min and moments.max == expected.max
@@ -79,9 +82,9 @@ def test_the_sandbox_gives_what_the_worker_process_gives(folder, monkeypatch):
     location, shard = shard_of(folder)
     small = Shard(0, tuple(e for e in shard.files if e.path != SLOW))
     monkeypatch.setattr(sandbox, "CHUNK_FILES", 5)  # three requests, merged
-    inside = sandbox.scan_in_sandbox(location, small, "rgb", None, keep_rows=True)
-    outside = scan_shard(location, small, "rgb", None, keep_rows=True)
-    assert inside.moments == outside.moments and inside.images == outside.images
+    inside = sandbox.scan_in_sandbox(location, small, ScanOptions("rgb", None))
+    outside = scan_shard(location, small, ScanOptions("rgb", None))
+    assert inside.summaries == outside.summaries and inside.images == outside.images
     assert inside.skipped == outside.skipped and inside.files == outside.files
     assert inside.bytes_read == outside.bytes_read
     assert len(inside.rows) == 3
@@ -91,7 +94,7 @@ def test_the_sandbox_gives_what_the_worker_process_gives(folder, monkeypatch):
 
 def test_a_decode_over_the_time_limit_is_skipped_and_the_rest_counted(folder):
     location, shard = shard_of(folder)
-    result = sandbox.scan_in_sandbox(location, shard, "rgb", None, decode_timeout=LIMIT)
+    result = sandbox.scan_in_sandbox(location, shard, ScanOptions("rgb", None, LIMIT))
     assert skip_of(result, SLOW) == f"decoding took longer than {LIMIT:g} s"
     assert_small_files_exact(result, folder)
     assert [s.path for s in sorted(result.skipped)] == ["b-truncated.png", SLOW]
@@ -116,10 +119,11 @@ def kill_when_decoding(index, signum):
 @pytest.mark.parametrize("signum", [signal.SIGSEGV, signal.SIGKILL])
 def test_a_crashing_decoder_costs_one_file(folder, signum):
     location, shard = shard_of(folder)
-    sandbox.scan_in_sandbox(location, Shard(0, shard.files[:1]), "rgb", None)  # one warm child
+    warm = Shard(0, shard.files[:1])
+    sandbox.scan_in_sandbox(location, warm, ScanOptions("rgb", None))  # one warm child
     slow = [e.path for e in shard.files].index(SLOW)
     seen = kill_when_decoding(slow, signum)
-    result = sandbox.scan_in_sandbox(location, shard, "rgb", None)
+    result = sandbox.scan_in_sandbox(location, shard, ScanOptions("rgb", None))
     assert seen.is_set()
     assert skip_of(result, SLOW) == f"the decoder crashed ({signal.Signals(signum).name})"
     assert_small_files_exact(result, folder)
@@ -130,11 +134,11 @@ def test_a_crashing_decoder_costs_one_file(folder, signum):
 def test_a_dead_idle_child_is_replaced(folder):
     location, shard = shard_of(folder)
     small = Shard(0, tuple(e for e in shard.files if e.path != SLOW))
-    sandbox.scan_in_sandbox(location, small, "rgb", None)
+    sandbox.scan_in_sandbox(location, small, ScanOptions("rgb", None))
     child = sandbox.current_child()
     os.kill(child.pid, signal.SIGKILL)
     psutil.Process(child.pid).wait(10)
-    result = sandbox.scan_in_sandbox(location, small, "rgb", None)
+    result = sandbox.scan_in_sandbox(location, small, ScanOptions("rgb", None))
     assert_small_files_exact(result, folder)
     assert sandbox.current_child().pid != child.pid
 
@@ -142,11 +146,12 @@ def test_a_dead_idle_child_is_replaced(folder):
 def test_the_child_does_not_outlive_a_killed_worker(folder):
     """A Dask worker SIGKILLed (OOM killer...) leaves no sandbox process behind."""
     script = (
-        "import sys; from pipeline import sandbox; from pipeline.listing import Shard, "
-        "list_images; from pipeline.location import resolve\n"
+        "import sys; from pipeline.run import sandbox; from pipeline.core.files import Shard; "
+        "from pipeline.fs.listing import list_images; from pipeline.fs.location import resolve\n"
         f"loc = resolve({str(folder)!r}, {{}})\n"
         "entries = list_images(loc.filesystem(), loc.path, (), (), url=loc.url)\n"
-        "sandbox.scan_in_sandbox(loc, Shard(0, tuple(entries[:2])), 'rgb', None)\n"
+        "from pipeline.config import ScanOptions\n"
+        "sandbox.scan_in_sandbox(loc, Shard(0, tuple(entries[:2])), ScanOptions('rgb', None))\n"
         "print(sandbox.current_child().pid, flush=True)\n"
         "sys.stdin.read()\n"
     )
@@ -155,7 +160,7 @@ def test_the_child_does_not_outlive_a_killed_worker(folder):
         text=True, cwd=ROOT,
     )
     child = psutil.Process(int(worker.stdout.readline()))
-    assert "pipeline.sandbox" in child.cmdline()
+    assert "pipeline.run.sandbox" in child.cmdline()
     worker.kill()
     worker.wait()
     child.wait(10)  # raises TimeoutExpired if the child lingers
@@ -166,7 +171,7 @@ def sandbox_processes(marker):
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if "pipeline.sandbox" in (process.info["cmdline"] or []) and (
+            if "pipeline.run.sandbox" in (process.info["cmdline"] or []) and (
                 process.environ().get("IMGSTATS_TEST_MARKER") == marker
             ):
                 found.append(process)
@@ -246,4 +251,4 @@ def test_a_sandbox_that_cannot_start_fails_the_task_with_the_reason(folder, monk
     monkeypatch.setattr(sys, "executable", shutil.which("false"))
     with pytest.raises(sandbox.SandboxError, match=r"died 2 times outside any decode \(the "
                        r"decode process exited with status 1\)"):
-        sandbox.scan_in_sandbox(location, shard, "rgb", None)
+        sandbox.scan_in_sandbox(location, shard, ScanOptions("rgb", None))

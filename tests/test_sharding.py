@@ -18,19 +18,28 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
-from pipeline.decode import DEFAULT_MAX_IMAGE_PIXELS
+from pipeline.config import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_SHARD_BYTES,
+    DEFAULT_SHARD_FILES,
+    ScanOptions,
+)
+from pipeline.core.files import FileEntry, make_shards
+from pipeline.core.keys import Layout, ResultKey
+from pipeline.core.moments import Moments
 from pipeline.errors import InputError, NoImagesError, SourceNotFoundError
-from pipeline.graph import run_scan
-from pipeline.job import SHARDS_PER_THREAD
-from pipeline.listing import DEFAULT_SHARD_FILES, FileEntry, list_images, make_shards
-from pipeline.location import resolve
-from pipeline.moments import Moments
-from pipeline.record import FileRecord
+from pipeline.fs.listing import list_images
+from pipeline.fs.location import resolve
+from pipeline.run.graph import run_scan
+from pipeline.run.job import SHARDS_PER_THREAD
+from pipeline.store.record import FileRecord
 
 from reference import Reference, pil_pixels, reference_stats
 
 #: Keys that legitimately differ between two runs over the same data.
 RUN_KEYS = ("created", "run", "version")
+#: Options of ``run_scan`` as ``imgstats compute`` passes them, decoding in the worker itself.
+IN_PROCESS = ScanOptions("rgb", DEFAULT_MAX_IMAGE_PIXELS, decode_timeout=0)
 
 _run_ids = itertools.count()
 
@@ -135,15 +144,13 @@ def one_shard_result(corpus, client):
     entries = list_images(location.filesystem(), location.path)
     shards = make_shards(entries, max_bytes=10**12, max_files=10**9, min_shards=1)
     assert len(shards) == 1
-    return run_scan(
-        client, location, shards, "rgb", split_every=2, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS
-    )
+    return run_scan(client, location, shards, IN_PROCESS, split_every=2)
 
 
 def _as_reference(result) -> Reference:
     """A ScanResult's single layout, finalised, in the reference's terms."""
-    [(key, moments)] = result.moments.items()
-    assert key == "RGB uint8"
+    [(key, moments)] = result.summaries.items()
+    assert key == ResultKey("", Layout("RGB", "uint8"))
     mean, std = moments.finalize(255)
     return Reference(
         result.images[key],
@@ -168,15 +175,8 @@ def test_run_scan_same_moments_for_any_split(
     entries = list_images(location.filesystem(), location.path)
     shards = make_shards(entries, max_bytes=10**12, max_files=files_per_shard, min_shards=1)
     assert len(shards) == math.ceil(len(entries) / min(files_per_shard, len(entries)))
-    result = run_scan(
-        client,
-        location,
-        shards,
-        "rgb",
-        split_every=split_every,
-        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-    )
-    assert result.moments == one_shard_result.moments
+    result = run_scan(client, location, shards, IN_PROCESS, split_every=split_every)
+    assert result.summaries == one_shard_result.summaries
     assert result.images == one_shard_result.images
     assert result.files == one_shard_result.files
     assert result.skipped == ()
@@ -189,21 +189,13 @@ def test_run_scan_rows_match_reference_per_file(corpus, client):
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
     shards = make_shards(entries, max_bytes=10**12, max_files=5, min_shards=1)
-    result = run_scan(
-        client,
-        location,
-        shards,
-        "rgb",
-        split_every=3,
-        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-        keep_rows=True,
-    )
+    result = run_scan(client, location, shards, IN_PROCESS, split_every=3)
     rows = {row.entry.path: row for row in FileRecord.from_blocks(result.rows).rows()}
     assert sorted(rows) == [e.path for e in entries]
     for entry in entries:
         ref = rgb_reference([root / entry.path])
         row = rows[entry.path]
-        assert row.layout == "RGB uint8"
+        assert str(row.layout) == "RGB uint8"
         assert row.entry == entry
         got = row.moments
         assert (got.count, got.sum, got.sum_sq) == (ref.pixel_count, ref.sum, ref.sum_sq)
@@ -258,17 +250,18 @@ def test_uneven_shards_are_weighted(
         assert weighted == ref.mean[c] == doc["mean"][c]
     # and the same numbers as everything in one shard
     one = run_scan(
-        client,
-        location,
-        make_shards(entries, 10**12, 10**9, min_shards=1),
-        "rgb",
-        split_every=2,
-        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        client, location, make_shards(entries, 10**12, 10**9, min_shards=1), IN_PROCESS, 2
     )
     assert _as_reference(one) == ref
 
 
 # --- make_shards, pure ---------------------------------------------------------------------------
+
+
+def shards_of(entries, max_bytes=DEFAULT_SHARD_BYTES, max_files=DEFAULT_SHARD_FILES,
+              min_shards=1):
+    """make_shards with imgstats' default limits."""
+    return make_shards(entries, max_bytes, max_files, min_shards)
 
 
 def _entries(sizes) -> list[FileEntry]:
@@ -308,32 +301,32 @@ def test_make_shards_greedy_without_min_shards(sizes, max_bytes, max_files):
 def test_make_shards_min_shards(sizes, min_shards):
     """Small collections are cut into at least min_shards shards (or one file per shard)."""
     entries = _entries(sizes)
-    shards = make_shards(entries, min_shards=min_shards)
+    shards = shards_of(entries, min_shards=min_shards)
     assert len(shards) >= min(min_shards, len(entries))
 
 
 def test_make_shards_min_shards_equal_small_files():
     """Ten one-byte files, six workers' worth of shards requested."""
-    shards = make_shards(_entries([1] * 10), min_shards=6)
+    shards = shards_of(_entries([1] * 10), min_shards=6)
     assert len(shards) >= 6, [len(s.files) for s in shards]
 
 
 def test_make_shards_examples():
-    assert make_shards([]) == []
+    assert shards_of([]) == []
     entries = _entries([10, 10, 10, 100, 10, 10])
-    cut = [[e.path for e in s.files] for s in make_shards(entries, max_bytes=25, max_files=9)]
+    cut = [[e.path for e in s.files] for s in shards_of(entries, max_bytes=25, max_files=9)]
     assert cut == [
         ["f00000.png", "f00001.png"],
         ["f00002.png"],
         ["f00003.png"],  # larger than the limit: alone
         ["f00004.png", "f00005.png"],
     ]
-    by_files = make_shards(entries, max_bytes=10**6, max_files=4)
+    by_files = shards_of(entries, max_bytes=10**6, max_files=4)
     assert [len(s.files) for s in by_files] == [4, 2]
-    assert len(make_shards(entries, min_shards=3)) >= 3
+    assert len(shards_of(entries, min_shards=3)) >= 3
     for bad in ({"max_bytes": 0}, {"max_files": 0}, {"min_shards": 0}):
         with pytest.raises(ValueError):
-            make_shards(entries, **bad)
+            shards_of(entries, **bad)
 
 
 # --- list_images ---------------------------------------------------------------------------------
@@ -477,6 +470,6 @@ def test_compute_missing_source_is_input_error(tmp_path, scheduler):
 
 def test_moments_type_is_exact_in_scan(one_shard_result):
     """The merged result holds exact integer moments, not floats."""
-    [moments] = one_shard_result.moments.values()
+    [moments] = one_shard_result.summaries.values()
     assert isinstance(moments, Moments)
     assert all(type(v) is int for v in (*moments.sum, *moments.sum_sq))

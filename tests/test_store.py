@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from pipeline import JobConfig, StatsFileError, compute_stats, load_stats
-from pipeline.location import resolve
-from pipeline.store import open_store
+from pipeline.fs.location import resolve
+from pipeline.store import open_store, writable_store
 
 PADDING = 50_000  # bytes per written document: a torn write would be visible
 
@@ -136,8 +136,8 @@ def test_two_cli_runs_at_once_on_one_store(tmp_path, scheduler):
 
 WRITER = """
 import json, os, sys, time
-from pipeline.location import resolve
-from pipeline.store import open_store
+from pipeline.fs.location import resolve
+from pipeline.store import open_store, writable_store
 
 store_url, name, count, go, template = sys.argv[1:6]
 with open(template) as handle:
@@ -148,8 +148,7 @@ def build(version, parent, tag):
     doc["run"]["writer"] = tag
     return (json.dumps(doc, indent=2) + "\\n").encode()
 
-store = open_store(resolve(store_url))
-store.check_writable()  # creates the folder
+store = writable_store(open_store(resolve(store_url)))  # creates the folder
 open(go + "-ready-" + name, "w").close()
 while not os.path.exists(go):
     time.sleep(0.005)
@@ -244,8 +243,7 @@ def test_store_write_race_between_processes(tmp_path):
 @pytest.mark.parametrize("kind", ["local", "memory"])
 def test_store_write_race_between_threads(tmp_path, memfs, kind):
     url = str(tmp_path / "stats") if kind == "local" else "memory://race/stats"
-    store = open_store(resolve(url))
-    store.check_writable()
+    store = writable_store(open_store(resolve(url)))
     barrier = threading.Barrier(4)
 
     def writer(name: str) -> list[tuple[int, int, str]]:
@@ -272,8 +270,7 @@ def test_store_write_race_between_threads(tmp_path, memfs, kind):
 
 def test_load_stats_latest_version_and_file(tmp_path):
     url = str(tmp_path / "stats")
-    store = open_store(resolve(url))
-    store.check_writable()
+    store = writable_store(open_store(resolve(url)))
     for expected in (1, 2, 3):
         parent = max(store.versions(), default=None)
         assert store.write(lambda v, p: encode(document(v, p, f"w{v}")), parent) == expected

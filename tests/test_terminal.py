@@ -162,7 +162,7 @@ def test_ctrl_c_with_stderr_in_a_file_leaves_no_traceback(tmp_path, long_corpus)
         cwd=str(tmp_path), env=environment(), dimensions=(40, COLUMNS), timeout=120,
     )
     deadline = time.monotonic() + 60
-    while not any("pipeline.sandbox" in p for p in live_processes_in_session(child.pid)):
+    while not any("pipeline.run.sandbox" in p for p in live_processes_in_session(child.pid)):
         assert time.monotonic() < deadline, "no decode sandbox started"
         time.sleep(0.05)
     time.sleep(0.5)

@@ -9,26 +9,32 @@ they are recomputed from the per-file rows that stayed.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-from .listing import FileEntry, FileSet
-from .moments import Moments
-from .record import FileRecord
-from .scan import ScanResult
+from ..core.files import FileEntry
+from ..core.keys import ResultKey
+from ..core.result import ScanResult
+from ..store.document import Basis
+from ..store.record import FileRecord
+from .scan import NO_GROUP
 
 __all__ = ["Plan", "carry_over", "plan"]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What an incremental run reads and what it keeps from the previous record."""
+    """What a run reads and what it keeps from the previous record."""
 
     to_read: list[FileEntry]  # new and changed files (files skipped last time are new)
     reused: list[int]  # record rows kept as they are
     dropped: list[int]  # record rows of changed and removed files: taken out
     removed: int  # how many of ``dropped`` are gone from the listing
+
+    @classmethod
+    def full(cls, entries: list[FileEntry]) -> Plan:
+        """Read every file, keep nothing."""
+        return cls(entries, [], [], 0)
 
 
 def plan(entries: Sequence[FileEntry], previous: Sequence[FileEntry]) -> Plan:
@@ -52,32 +58,25 @@ def plan(entries: Sequence[FileEntry], previous: Sequence[FileEntry]) -> Plan:
     return Plan(to_read, reused, sorted(dropped + removed), len(removed))
 
 
-def carry_over(previous: Mapping[str, Any], record: FileRecord, planned: Plan) -> ScanResult:
+def carry_over(basis: Basis, record: FileRecord, planned: Plan) -> ScanResult:
     """The totals of the files that stayed unchanged: the previous version's totals with the
     dropped rows taken out exactly, min/max recomputed from the rows that stayed."""
     kept = record.take(planned.reused)
     extremes = kept.extremes()
     if extremes is None:
         return ScanResult()
-    layout_key = f"{''.join(previous['channels'])} {previous['dtype']}"
-    moments = Moments(
-        previous["pixel_count"],
-        tuple(previous["sum"]),
-        tuple(previous["sum_sq"]),
-        tuple(previous["min"]),
-        tuple(previous["max"]),
-    )
-    files_doc = previous["files"]
-    files = FileSet(files_doc["count"], files_doc["bytes"], int(files_doc["fingerprint"], 16))
-    high = previous["provenance"]["high_bit_depth_images"]
+    moments = basis.moments
+    files = basis.files
+    high = basis.high_bit_depth_images
     for row in record.take(planned.dropped).rows():
         moments = moments.subtract(row.moments, moments.min, moments.max)
         files = files.remove(row.entry)
         high -= row.high_bit_depth
     moments = replace(moments, min=extremes[0], max=extremes[1])
+    key = ResultKey(NO_GROUP, basis.layout)
     return ScanResult(
-        moments={layout_key: moments},
-        images=Counter({layout_key: len(kept)}),
+        summaries={key: moments},
+        images=Counter({key: len(kept)}),
         high_bit_depth=high,
         files=files,
         rows=(),

@@ -1,7 +1,9 @@
-"""The stats file: building its document from moments, and reading one back as :class:`Stats`.
+"""The stats file, its one owner: the document's keys and schema, building it, reading it back.
 
-A stats file is JSON read as data only; :meth:`Stats.from_json` checks every key it relies
-on and raises :class:`~pipeline.errors.StatsFileError` with the key's name otherwise.
+A stats file is JSON read as data only. :meth:`Stats.from_json` checks every key a reader
+relies on and raises :class:`~pipeline.errors.StatsFileError` naming the key otherwise;
+:meth:`Stats.basis` checks, in the same way, what an incremental run takes from a version.
+Nothing else reads the document's keys.
 """
 
 from __future__ import annotations
@@ -12,25 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import moments as mom
-from .errors import StatsFileError
+from ..core.files import FileSet
+from ..core.keys import Layout
+from ..core.moments import AnyMoments, Moments
+from ..errors import StatsFileError
+from .names import is_record_name
 
-__all__ = ["SCHEMA", "Stats", "build_document", "channel_names", "scale_of"]
+__all__ = ["MAX_FILE_BYTES", "SCHEMA", "Basis", "Stats", "build_document", "dumps"]
 
 SCHEMA = "imgstats.stats/1"
 #: The largest stats file :meth:`Stats.from_json` will parse (a hostile 1 GB file is refused).
 MAX_FILE_BYTES = 256 * 2**20
-_SCALES = {"uint8": 255, "uint16": 65535}
-
-
-def channel_names(layout: str) -> list[str]:
-    """``"RGBA"`` -> ``["R", "G", "B", "A"]``, ``"LA"`` -> ``["L", "A"]``."""
-    return list(layout)
-
-
-def scale_of(dtype: str) -> int:
-    """The divisor that maps raw samples to [0, 1]: 255, 65535, or 1 for floats."""
-    return _SCALES.get(dtype, 1)
 
 
 def build_document(
@@ -40,9 +34,8 @@ def build_document(
     created: str,
     source: str,
     mode: str,
-    layout: str,
-    dtype: str,
-    moments: mom.AnyMoments,
+    layout: Layout,
+    moments: AnyMoments,
     image_count: int,
     skipped: Sequence[Mapping[str, str]],
     files: Mapping[str, Any],
@@ -52,7 +45,7 @@ def build_document(
     record: str | None = None,
 ) -> dict[str, Any]:
     """The stats file's content, in the contract's key order."""
-    scale = scale_of(dtype)
+    scale = layout.scale
     mean, std = moments.finalize(scale)
     return {
         "schema": SCHEMA,
@@ -61,8 +54,8 @@ def build_document(
         "created": created,
         "source": source,
         "mode": mode,
-        "channels": channel_names(layout),
-        "dtype": dtype,
+        "channels": layout.channel_names,
+        "dtype": layout.dtype,
         "scale": scale,
         "image_count": image_count,
         "pixel_count": moments.count,
@@ -109,6 +102,44 @@ def _finite(key: str, value: int | float) -> float:
     return number
 
 
+def _integers(doc: Mapping[str, Any], key: str, length: int | None = None) -> tuple[int, ...]:
+    values = _require(doc, key, list)
+    if (length is not None and len(values) != length) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        raise StatsFileError(f"stats file key {key!r} must hold {length or 'some'} integers")
+    return tuple(values)
+
+
+def _strings(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    values = _require(doc, key, list)
+    if not all(isinstance(v, str) for v in values):
+        raise StatsFileError(f"stats file key {key!r} must hold strings")
+    return tuple(values)
+
+
+def _optional_int(doc: Mapping[str, Any], key: str) -> int | None:
+    if doc.get(key) is None:
+        return None
+    return int(_require(doc, key, int))
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What an incremental run takes from the version it builds on, checked."""
+
+    source: str
+    mode: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    max_image_pixels: int | None
+    layout: Layout
+    moments: Moments
+    files: FileSet
+    high_bit_depth_images: int
+    record: str | None  # the per-file record's name in the store
+
+
 @dataclass(frozen=True)
 class Stats:
     """One version of a dataset's statistics, as read from its stats file."""
@@ -137,6 +168,46 @@ class Stats:
         return str(self.document.get("created", ""))
 
     @property
+    def layout(self) -> Layout:
+        return Layout("".join(self.channels), self.dtype)
+
+    def basis(self) -> Basis:
+        """What an incremental run needs of this version; :class:`StatsFileError` naming the
+        key when the file cannot serve (hand-edited, older, damaged)."""
+        doc = self.document
+        n = len(self.channels)
+        files = _require(doc, "files", dict)
+        provenance = _require(doc, "provenance", dict)
+        fingerprint = _require(files, "fingerprint", str)
+        try:
+            digest = int(fingerprint, 16)
+        except ValueError:
+            raise StatsFileError("stats file key 'fingerprint' is not hexadecimal") from None
+        record = doc.get("record")
+        if record is not None and (not isinstance(record, str) or not is_record_name(record)):
+            raise StatsFileError("stats file key 'record' is not a record name of this store")
+        if not self.layout.is_integer:
+            raise StatsFileError(f"{self.dtype} samples keep no exact totals")
+        return Basis(
+            source=self.source,
+            mode=self.mode,
+            include=_strings(provenance, "include"),
+            exclude=_strings(provenance, "exclude"),
+            max_image_pixels=_optional_int(provenance, "max_image_pixels"),
+            layout=self.layout,
+            moments=Moments(
+                self.pixel_count,
+                _integers(doc, "sum", n),
+                _integers(doc, "sum_sq", n),
+                _integers(doc, "min", n),
+                _integers(doc, "max", n),
+            ),
+            files=FileSet(_require(files, "count", int), _require(files, "bytes", int), digest),
+            high_bit_depth_images=_require(provenance, "high_bit_depth_images", int),
+            record=record,
+        )
+
+    @property
     def skipped(self) -> list[dict[str, str]]:
         return list(self.document.get("skipped", []))
 
@@ -155,7 +226,7 @@ class Stats:
         if not channels or not all(isinstance(c, str) for c in channels):
             raise StatsFileError("stats file key 'channels' must list channel names")
         n = len(channels)
-        scale = _finite("scale", _require(doc, "scale", int | float))
+        scale = _finite("scale", _require(doc, "scale", (int, float)))
         if scale <= 0:
             raise StatsFileError("stats file key 'scale' must be positive")
         skipped = doc.get("skipped", [])

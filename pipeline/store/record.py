@@ -1,9 +1,10 @@
 """The per-file record kept beside each version: every counted file and its exact moments.
 
-``v000002.files.parquet`` holds one row per counted file, sorted by path: its listing entry
-(path, size, ETag/mtime token), layout, whether it stores more than 8 bits per sample, and its
-per-channel pixel count, sums and sums of squares (decimal strings: exact at any size) and
-min/max. Incremental runs diff the listing against it and take old contributions out exactly.
+``v000002.files.parquet`` (:func:`~pipeline.store.names.record_name`) holds one row per
+counted file, sorted by path: its listing entry (path, size, ETag/mtime token), layout, whether
+it stores more than 8 bits per sample, and its per-channel pixel count, sums and sums of
+squares (decimal strings: exact at any size) and min/max. Incremental runs diff the listing
+against it and take old contributions out exactly.
 """
 
 from __future__ import annotations
@@ -11,32 +12,33 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import StatsFileError
-from .listing import FileEntry
-from .moments import AnyMoments, Moments
+from ..core.files import FileEntry
+from ..core.keys import Layout
+from ..core.moments import Moments
+from ..errors import StatsFileError
 
-__all__ = ["FileRecord", "FileRow", "record_name"]
+__all__ = ["FileRecord", "FileRow"]
 
-SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("size", pa.int64()),
-        ("token", pa.string()),
-        ("layout", pa.string()),
-        ("high_bit_depth", pa.bool_()),
-        ("count", pa.int64()),
-        ("sum", pa.list_(pa.string())),
-        ("sum_sq", pa.list_(pa.string())),
-        ("min", pa.list_(pa.int64())),
-        ("max", pa.list_(pa.int64())),
-    ]
-)
+_FIELDS: list[pa.Field[Any]] = [
+    pa.field("path", pa.string()),
+    pa.field("size", pa.int64()),
+    pa.field("token", pa.string()),
+    pa.field("layout", pa.string()),
+    pa.field("high_bit_depth", pa.bool_()),
+    pa.field("count", pa.int64()),
+    pa.field("sum", pa.list_(pa.string())),
+    pa.field("sum_sq", pa.list_(pa.string())),
+    pa.field("min", pa.list_(pa.int64())),
+    pa.field("max", pa.list_(pa.int64())),
+]
+SCHEMA = pa.schema(_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,9 @@ class FileRow:
     """One counted file: its listing entry, layout and exact moments."""
 
     entry: FileEntry
-    layout: str
-    moments: AnyMoments
+    layout: Layout
+    moments: Moments  # integer samples only: float ones keep no record
     high_bit_depth: bool = False
-
-
-def record_name(version: int) -> str:
-    """``v000002.files.parquet``: the record of version 2, named from it."""
-    return f"v{version:06d}.files.parquet"
 
 
 @dataclass(frozen=True)
@@ -63,14 +60,11 @@ class FileRecord:
     @classmethod
     def from_rows(cls, rows: Sequence[FileRow]) -> FileRecord:
         ordered = sorted(rows, key=lambda row: row.entry.path)
-        for row in ordered:
-            if not isinstance(row.moments, Moments):
-                raise TypeError("only integer samples have an exact per-file record")
         columns = {
             "path": [r.entry.path for r in ordered],
             "size": [r.entry.size for r in ordered],
             "token": [r.entry.token for r in ordered],
-            "layout": [r.layout for r in ordered],
+            "layout": [str(r.layout) for r in ordered],
             "high_bit_depth": [r.high_bit_depth for r in ordered],
             "count": [r.moments.count for r in ordered],
             "sum": [[str(v) for v in r.moments.sum] for r in ordered],
@@ -130,7 +124,7 @@ class FileRecord:
         return [
             FileRow(
                 FileEntry(data["path"][i], data["size"][i], data["token"][i]),
-                data["layout"][i],
+                Layout.parse(data["layout"][i]),
                 Moments(
                     data["count"][i],
                     tuple(int(v) for v in data["sum"][i]),
@@ -147,8 +141,8 @@ class FileRecord:
         """Per-channel min and max over every row (vectorised), or None for no rows."""
         if not self.table.num_rows:
             return None
-        mins = np.asarray(self.table.column("min").combine_chunks().flatten())
-        maxs = np.asarray(self.table.column("max").combine_chunks().flatten())
+        mins = np.asarray(pc.list_flatten(self.table.column("min")))
+        maxs = np.asarray(pc.list_flatten(self.table.column("max")))
         channels = len(mins) // self.table.num_rows
         return (
             tuple(int(v) for v in mins.reshape(-1, channels).min(axis=0)),

@@ -16,7 +16,7 @@ from typing import Any
 import fsspec
 from fsspec.core import split_protocol
 
-from .errors import ImgstatsError, UsageError
+from ..errors import ImgstatsError, UsageError
 
 __all__ = ["Location", "as_storage_error", "describe_error", "resolve", "storage_errors"]
 

@@ -4,14 +4,14 @@ skipped file, not a worker or the run.
 Decoders are C code fed hostile bytes. A decode that never returns cannot be interrupted in
 a thread, and a segfault takes the whole Dask worker down (and, retried, every worker that
 gets the task). So each worker thread keeps one child process (``python -m
-pipeline.sandbox``) that runs :func:`~pipeline.scan.scan_shard` on chunks of a shard and
+pipeline.run.sandbox``) that runs :func:`~pipeline.run.scan.scan_shard` on chunks of a shard and
 writes the index of the file it is decoding into a shared page. The parent waits for the
 chunk's result; if one file's decode outlasts the time limit it kills the child, or if the
 child dies, it knows which file did it: that file is skipped with the reason, a fresh child
 scans the rest of the chunk. Finished chunks are never decoded twice.
 
 The child reads its files itself (it opens its own filesystem from the
-:class:`~pipeline.location.Location`), so image bytes never cross the process boundary;
+:class:`~pipeline.fs.location.Location`), so image bytes never cross the process boundary;
 only file lists go in and merged results come out.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import io
 import mmap
 import os
 import signal
@@ -37,18 +36,16 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from PIL import Image
+from ..config import ScanOptions
+from ..core.files import FileEntry, Shard
+from ..core.moments import from_pixels
+from ..core.result import ScanResult, Skip
+from ..decode import warm_up_decoders
+from ..fs.location import Location
+from .scan import scan_shard
 
-from . import moments as mom
-from .decode import MODES, decode
-from .listing import FileEntry, Shard
-from .location import Location
-from .scan import ScanResult, Skip, scan_shard
+__all__ = ["CHUNK_FILES", "SandboxError", "current_child", "scan_in_sandbox"]
 
-__all__ = ["CHUNK_FILES", "DEFAULT_DECODE_TIMEOUT", "SandboxError", "scan_in_sandbox"]
-
-#: Seconds one file's decode may take before it is skipped (``decode_timeout``).
-DEFAULT_DECODE_TIMEOUT = 60.0
 #: Files per request to the child: at most this many are decoded again after a crash.
 CHUNK_FILES = 256
 #: Child deaths in a row outside any decode (a broken install, the OOM killer...) before
@@ -70,28 +67,20 @@ class _Died:
     reason: str
 
 
-def scan_in_sandbox(
-    location: Location,
-    shard: Shard,
-    mode: str,
-    max_image_pixels: int | None,
-    keep_rows: bool = False,
-    decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
-) -> ScanResult:
-    """:func:`~pipeline.scan.scan_shard` in a child process, each file's decode limited to
-    ``decode_timeout`` seconds; a file that hangs or crashes the decoder is skipped."""
+def scan_in_sandbox(location: Location, shard: Shard, options: ScanOptions) -> ScanResult:
+    """:func:`~pipeline.run.scan.scan_shard` in a child process, each file's decode limited to
+    ``options.decode_timeout`` seconds; a file that hangs or crashes the decoder is skipped."""
     started = time.perf_counter()
     total = ScanResult()
-    request = {"mode": mode, "max_image_pixels": max_image_pixels, "keep_rows": keep_rows}
     with _borrow_child() as child:
         for start in range(0, len(shard.files), CHUNK_FILES):
             chunk = shard.files[start : start + CHUNK_FILES]
-            total = total.merge(child.scan(location, shard.index, chunk, request, decode_timeout))
+            total = total.merge(child.scan(location, shard.index, chunk, options))
     return dataclasses.replace(total, seconds=time.perf_counter() - started)
 
 
 class _Child:
-    """One ``python -m pipeline.sandbox`` process and the parent's end of its channels."""
+    """One ``python -m pipeline.run.sandbox`` process and the parent's end of its channels."""
 
     def __init__(self) -> None:
         self._start()
@@ -107,7 +96,7 @@ class _Child:
                 [
                     sys.executable,
                     "-m",
-                    "pipeline.sandbox",
+                    "pipeline.run.sandbox",
                     str(child_end.fileno()),
                     str(self._page_file.fileno()),
                     str(os.getpid()),
@@ -133,21 +122,14 @@ class _Child:
         return value - 1 if value else None
 
     def scan(
-        self,
-        location: Location,
-        shard_index: int,
-        files: Sequence[FileEntry],
-        request: dict[str, Any],
-        decode_timeout: float,
+        self, location: Location, shard_index: int, files: Sequence[FileEntry], options: ScanOptions
     ) -> ScanResult:
         """Scan ``files``, skipping (and restarting after) each one that hangs or crashes."""
         result = ScanResult()
         pending = list(files)
         deaths = 0
         while pending:
-            outcome = self._request(
-                location, Shard(shard_index, tuple(pending)), request, decode_timeout
-            )
+            outcome = self._request(location, Shard(shard_index, tuple(pending)), options)
             if isinstance(outcome, ScanResult):
                 return result.merge(outcome)
             self._restart()
@@ -165,11 +147,12 @@ class _Child:
         return result
 
     def _request(
-        self, location: Location, shard: Shard, request: dict[str, Any], decode_timeout: float
+        self, location: Location, shard: Shard, options: ScanOptions
     ) -> ScanResult | _Died:
+        decode_timeout = options.decode_timeout
         _PROGRESS.pack_into(self._page, 0, 0)
         try:
-            self._conn.send((location, shard, request))
+            self._conn.send((location, shard, options))
         except OSError:
             return _Died(None, self._exit_reason())
         tick = min(1.0, max(0.01, decode_timeout / 20))
@@ -189,6 +172,7 @@ class _Child:
             return _Died(self.decoding(), self._exit_reason())
         if status == "error":
             raise value  # what scan_shard raised (a read that kept failing): the task fails
+        assert isinstance(value, ScanResult)
         return value
 
     def _exit_reason(self) -> str:
@@ -220,7 +204,7 @@ def _child_environ() -> dict[str, str]:
     """This process's environment, with PYTHONPATH leading to this very ``pipeline`` when it
     is not installed in site-packages (a source checkout on a worker's ``sys.path``)."""
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     installed = {os.path.abspath(p) for p in (*site.getsitepackages(), site.getusersitepackages())}
     if root not in installed:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -259,12 +243,8 @@ def _borrow_child() -> Iterator[_Child]:
 def _warm_up() -> None:
     """Load what a first 8-bit decode would (codecs, the compiled kernel), so that the time
     limit counts decoding only (the 16-bit kernel loads with the first 16-bit image)."""
-    for fmt in ("PNG", "JPEG"):
-        buffer = io.BytesIO()
-        Image.new("RGB", (8, 8)).save(buffer, fmt)
-        for mode in MODES:
-            decoded = decode(buffer.getvalue(), mode)
-            mom.from_pixels(decoded.pixels)
+    for decoded in warm_up_decoders():
+        from_pixels(decoded.pixels)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -289,14 +269,11 @@ def _serve(channel_fd: int, page_fd: int) -> None:
 
     while True:
         try:
-            location, shard, request = conn.recv()
+            location, shard, options = conn.recv()
         except EOFError:  # the parent is gone
             return
         try:
-            reply: tuple[str, Any] = (
-                "ok",
-                scan_shard(location, shard, on_decode=on_decode, **request),
-            )
+            reply: tuple[str, Any] = ("ok", scan_shard(location, shard, options, on_decode))
         except Exception as exc:
             reply = ("error", exc)
         try:
@@ -308,7 +285,7 @@ def _serve(channel_fd: int, page_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    # Ctrl-C is the client's to handle (see pipeline.signals): this process ends with its
+    # Ctrl-C is the client's to handle (see pipeline.run.signals): this process ends with its
     # parent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(int(sys.argv[3]))

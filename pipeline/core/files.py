@@ -1,0 +1,128 @@
+"""File sets and shards, pure: the listing's entries, their mergeable fingerprint, and the
+cut of a sorted listing into the shards that tasks decode."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FileEntry",
+    "FileSet",
+    "Shard",
+    "is_image_path",
+    "make_shards",
+    "passes_filters",
+]
+
+IMAGE_EXTENSIONS = frozenset(
+    {"jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp", "ppm", "pgm", "pbm"}
+)
+
+
+@dataclass(frozen=True, order=True)
+class FileEntry:
+    """One image file: its path relative to SOURCE (posix), size and change token."""
+
+    path: str
+    size: int
+    token: str  # ETag where the filesystem has one, else mtime
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """Count, bytes and an order-independent fingerprint of a set of files, mergeable.
+
+    The fingerprint is the sum, modulo 2**128, of a SHA-256 digest of each file's path,
+    size and token: any split, merged in any order, gives the same value.
+    """
+
+    count: int = 0
+    nbytes: int = 0
+    digest: int = 0
+
+    def add(self, entry: FileEntry) -> FileSet:
+        return self.merge(FileSet(1, entry.size, _entry_digest(entry)))
+
+    def remove(self, entry: FileEntry) -> FileSet:
+        """The set without ``entry`` (which must be in it)."""
+        return FileSet(
+            self.count - 1, self.nbytes - entry.size, (self.digest - _entry_digest(entry)) % 2**128
+        )
+
+    def merge(self, other: FileSet) -> FileSet:
+        return FileSet(
+            self.count + other.count,
+            self.nbytes + other.nbytes,
+            (self.digest + other.digest) % 2**128,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.digest:032x}"
+
+
+def _entry_digest(entry: FileEntry) -> int:
+    text = f"{entry.path}\0{entry.size}\0{entry.token}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:16], "big")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A contiguous run of the sorted listing, decoded by one task."""
+
+    index: int
+    files: tuple[FileEntry, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def is_image_path(path: str) -> bool:
+    """Whether a relative path names a visible file with an image extension."""
+    if path.endswith("/") or any(part.startswith(".") for part in path.split("/")):
+        return False
+    _, dot, ext = path.rpartition(".")
+    return bool(dot) and ext.lower() in IMAGE_EXTENSIONS
+
+
+def passes_filters(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether ``path`` matches one of ``include`` (when any) and none of ``exclude``."""
+    if include and not any(fnmatchcase(path, pattern) for pattern in include):
+        return False
+    return not any(fnmatchcase(path, pattern) for pattern in exclude)
+
+
+def make_shards(
+    entries: Iterable[FileEntry], max_bytes: int, max_files: int, min_shards: int = 1
+) -> list[Shard]:
+    """Cut the sorted listing into contiguous shards.
+
+    A shard closes when it would exceed ``max_bytes`` or ``max_files``. For small collections
+    both limits are lowered, so that there are at least ``min_shards`` shards when there are
+    that many files, and large images still spread over every worker. Deterministic for a
+    given listing.
+    """
+    entries = list(entries)
+    if max_bytes <= 0 or max_files <= 0 or min_shards <= 0:
+        raise ValueError("shard limits must be positive")
+    total = sum(e.size for e in entries)
+    max_bytes = max(1, min(max_bytes, math.ceil(total / min_shards)))
+    max_files = max(1, min(max_files, len(entries) // min_shards))
+    shards: list[Shard] = []
+    current: list[FileEntry] = []
+    size = 0
+    for entry in entries:
+        if current and (size + entry.size > max_bytes or len(current) >= max_files):
+            shards.append(Shard(len(shards), tuple(current)))
+            current, size = [], 0
+        current.append(entry)
+        size += entry.size
+    if current:
+        shards.append(Shard(len(shards), tuple(current)))
+    return shards

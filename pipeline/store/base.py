@@ -1,0 +1,209 @@
+"""The stats store: versioned stats files in a folder of any fsspec filesystem.
+
+A store is a folder of ``v000001.json``, ``v000002.json``... and ``latest.json``. A version is
+created exclusively (a writer that loses a race takes the next number, nothing is ever
+overwritten) and atomically (a reader never sees half a file); ``latest.json`` is published
+last and never moves back to an older version. :class:`StatsStore` holds what every backend
+shares; each backend (one module each) says how it creates and publishes, and declares what
+it can do (:attr:`StatsStore.supports_exclusive_create`, :attr:`StatsStore.supports_folders`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from ..errors import (
+    StatsFileError,
+    StoreConflictError,
+    StoreError,
+    StoreNotFoundError,
+    StoreUnreachableError,
+)
+from ..fs.location import Location, as_storage_error, storage_errors
+from .document import MAX_FILE_BYTES, Stats
+from .names import LATEST, parse_version_name, version_name
+
+__all__ = ["StatsStore"]
+
+log = logging.getLogger(__name__)
+
+#: Version numbers a writer tries before it gives up (every one taken by another writer).
+MAX_CREATE_ATTEMPTS = 100
+
+
+class StatsStore(ABC):
+    """A folder of versioned stats files. :func:`~pipeline.store.open_store` picks the backend."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.fs = location.filesystem()
+        self._created_folders: list[str] = []  # by prepare(), outermost first
+
+    # what the backend can do ---------------------------------------------------------------
+    @property
+    @abstractmethod
+    def supports_exclusive_create(self) -> bool:
+        """Whether :meth:`create` fails, atomically, when the name exists (concurrent writers
+        are then safe)."""
+
+    @property
+    def supports_folders(self) -> bool:
+        """Whether a store folder exists on its own, not only as the prefix of its files."""
+        return True
+
+    # what the backend does -----------------------------------------------------------------
+    @abstractmethod
+    def create(self, name: str, data: bytes) -> None:
+        """Write a new file ``name``, whole or not at all; :class:`FileExistsError` if the name
+        exists (never overwrite it)."""
+
+    @abstractmethod
+    def publish_latest(self, version: int, data: bytes) -> None:
+        """Make ``data`` (version ``version``) ``latest.json``, unless that already holds a
+        newer version."""
+
+    # names ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    def url_of(self, name: str) -> str:
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def path_of(self, name: str) -> str:
+        """The filesystem path of the store's file ``name``."""
+        return self.location.join(name)
+
+    # reading -------------------------------------------------------------------------------
+    def versions(self) -> list[int]:
+        """Every version number in the store, ascending (listing caches bypassed)."""
+        try:
+            names = self.fs.ls(self.location.path, detail=False, refresh=True)
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError) and self._container_exists():
+                return []  # no folder yet, so no versions
+            raise as_storage_error(exc, self.location, "list store", StoreUnreachableError) from exc
+        found = (parse_version_name(name.rstrip("/").rsplit("/", 1)[-1]) for name in names)
+        return sorted(v for v in found if v is not None)
+
+    def _container_exists(self) -> bool:
+        """Whether what holds the store folder exists (a bucket on S3)."""
+        return True
+
+    def require_versions(self) -> list[int]:
+        """:meth:`versions`, or an error saying why there are none."""
+        versions = self.versions()
+        if versions:
+            return versions
+        with self._errors("read store"):
+            exists = not self.supports_folders or self.fs.exists(self.location.path)
+        if not exists:
+            raise StoreNotFoundError(f"no stats store at {self.url}: it does not exist")
+        raise StatsFileError(f"{self.url} holds no stats versions")
+
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes:
+        """A file's bytes (at most ``limit`` + 1 of them); FileNotFoundError if it does not
+        exist."""
+        path = self.path_of(name)
+        try:
+            if limit is not None:
+                data: bytes = self.fs.cat_file(path, start=0, end=limit + 1)
+            else:
+                data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, "read store", StoreUnreachableError) from exc
+        return data
+
+    def _stats_bytes(self, name: str) -> bytes:
+        """A stats file's bytes, never more than a stats file may hold (+1, to tell)."""
+        return self.read_bytes(name, MAX_FILE_BYTES)
+
+    def load(self, version: int | None = None) -> Stats:
+        """Version ``version``, or the newest (``latest.json``, else the highest listed)."""
+        if version is not None:
+            name = version_name(version)
+            try:
+                data = self._stats_bytes(name)
+            except FileNotFoundError:
+                raise StatsFileError(f"{self.url} has no version {version}") from None
+            return Stats.from_json(data, self.url_of(name))
+        try:
+            return Stats.from_json(self._stats_bytes(LATEST), self.url_of(LATEST))
+        except FileNotFoundError:
+            return self.load(self.require_versions()[-1])
+
+    def latest_version(self) -> int:
+        """The version ``latest.json`` holds (0: none, or a damaged file to replace)."""
+        try:
+            return int(json.loads(self._stats_bytes(LATEST))["version"])
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError):
+            return 0
+
+    # writing -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Make the store folder, failing early (exit 2) if it cannot be made; the folders made
+        are remembered for :meth:`remove_created_folders`."""
+        if not self.supports_folders:
+            return  # on S3, making a folder would create a missing bucket instead of saying so
+        with self._errors("create store"):
+            missing: list[str] = []
+            folder = self.location.path
+            while folder and not self.fs.exists(folder):
+                missing.insert(0, folder)
+                parent = folder.rstrip("/").rpartition("/")[0]
+                folder = parent if parent != folder else ""
+            self.fs.makedirs(self.location.path, exist_ok=True)
+            self._created_folders = missing
+
+    def remove_created_folders(self) -> None:
+        """Remove the folders :meth:`prepare` made, if they are still empty (a run that failed
+        leaves no empty ``--out`` folder behind)."""
+        for folder in reversed(self._created_folders):
+            try:
+                if self.fs.ls(folder, detail=False, refresh=True):
+                    return
+                self.fs.rmdir(folder)
+            except OSError:
+                return
+        self._created_folders = []
+
+    def write(self, build: Callable[[int, int | None], bytes], parent: int | None) -> int:
+        """Create the next version with ``build(version, parent)``; returns its number.
+
+        A version that exists already (another writer won the race) is never overwritten:
+        the next number is tried, ``build`` is called again for it.
+        """
+        version = max(self.versions(), default=0) + 1
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            data = build(version, parent)
+            try:
+                self.create(version_name(version), data)
+            except FileExistsError:
+                log.info("version %d was taken by another run; trying the next", version)
+                version = max(max(self.versions(), default=0), version) + 1
+                continue
+            except Exception as exc:
+                action = f"write {version_name(version)} to"
+                raise as_storage_error(exc, self.location, action, StoreError) from exc
+            self.publish_latest(version, data)
+            return version
+        raise StoreConflictError(f"gave up creating a version in {self.url} after many conflicts")
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Create a companion file (a version's record) exclusively and atomically."""
+        try:
+            self.create(name, data)
+        except Exception as exc:
+            raise as_storage_error(exc, self.location, f"write {name} to", StoreError) from exc
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """Storage failures inside the block become one-line :class:`StoreUnreachableError`."""
+        return storage_errors(self.location, action, StoreUnreachableError)
