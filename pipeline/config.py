@@ -26,8 +26,13 @@ ON_ERROR = ("skip", "fail")
 #: Pillow's own default (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 MP): above it an image is
 #: treated as a decompression bomb.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
-#: Seconds one file's decode may take before it is skipped (0: no limit, no sandbox).
+#: Seconds one file's read, and then its decode, may take before it is skipped (0: no limit,
+#: no sandbox).
 DEFAULT_DECODE_TIMEOUT = 60.0
+#: The largest file read: a larger one is skipped with its size, without being read, as a
+#: decompression bomb is. One frame at Pillow's pixel limit takes at most 1.4 GB even as
+#: uncompressed 4-channel float32 TIFF.
+DEFAULT_MAX_FILE_BYTES = 2 * 2**30
 #: Shard limits. A task costs ~3 ms of Dask overhead (measured: 2,000 no-op tasks on a 2-worker
 #: LocalCluster); a shard should carry ~0.3 s of work to keep that near 1% while leaving a short
 #: tail to balance: 16 MiB is ~150 ImageNet-size JPEGs (~2 ms each in a worker), 1,000 files
@@ -48,6 +53,7 @@ class ScanOptions:
     mode: Mode = "rgb"
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class JobConfig:
     shard_bytes: int = DEFAULT_SHARD_BYTES
     shard_files: int = DEFAULT_SHARD_FILES
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
     unsafe_store: bool = False
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
@@ -81,7 +88,8 @@ class JobConfig:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.on_error not in ON_ERROR:
             raise UsageError(f"on_error must be skip or fail, not {self.on_error!r}")
-        for name in ("workers", "threads_per_worker", "max_errors", "max_image_pixels"):
+        for name in ("workers", "threads_per_worker", "max_errors", "max_image_pixels",
+                     "max_file_bytes"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "max_errors" else 1):
                 raise UsageError(f"{name} must be a positive integer, not {value}")
@@ -103,7 +111,9 @@ class JobConfig:
     @property
     def scan_options(self) -> ScanOptions:
         """What every task needs of this config."""
-        return ScanOptions(self.mode, self.max_image_pixels, self.decode_timeout)
+        return ScanOptions(
+            self.mode, self.max_image_pixels, self.decode_timeout, self.max_file_bytes
+        )
 
     @property
     def scheduler_address(self) -> str | None:
@@ -143,10 +153,14 @@ _INT_KEYS = {
     "shard_bytes",
     "shard_files",
     "max_image_pixels",
+    "max_file_bytes",
 }
 _BOOL_KEYS = {"full", "quiet", "unsafe_store"}
 _STR_KEYS = {"source", "out", "mode", "scheduler", "on_error"}
-_OPTIONAL = {"scheduler", "workers", "threads_per_worker", "max_errors", "max_image_pixels"}
+_OPTIONAL = {
+    "scheduler", "workers", "threads_per_worker", "max_errors", "max_image_pixels",
+    "max_file_bytes",
+}
 
 
 def _check_type(key: str, value: Any, origin: str) -> Any:
@@ -192,20 +206,20 @@ def load_config_file(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as handle:
             values = yaml.safe_load(handle)
     except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read config {path!r}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise UsageError(f"config {path} is not UTF-8 text: {exc.reason}") from exc
+        raise UsageError(f"config {path!r} is not UTF-8 text: {exc.reason}") from exc
     except RecursionError as exc:
-        raise UsageError(f"config {path} is nested too deeply") from exc
+        raise UsageError(f"config {path!r} is nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0] or type(exc).__name__
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UsageError(f"config {path} is not valid YAML{where}: {problem}") from exc
+        raise UsageError(f"config {path!r} is not valid YAML{where}: {problem}") from exc
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise UsageError(f"config {path} must hold a mapping of option names to values")
+        raise UsageError(f"config {path!r} must hold a mapping of option names to values")
     return values
 
 

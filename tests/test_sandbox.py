@@ -107,7 +107,7 @@ def kill_when_decoding(index, signum):
 
     def watch():
         deadline = time.monotonic() + 30
-        while child.decoding() != index and time.monotonic() < deadline:
+        while child.busy() != sandbox._Busy(index, "decoding") and time.monotonic() < deadline:
             time.sleep(0.002)
         seen.set()
         os.kill(child.pid, signum)
@@ -128,7 +128,7 @@ def test_a_crashing_decoder_costs_one_file(folder, signum):
     assert skip_of(result, SLOW) == f"the decoder crashed ({signal.Signals(signum).name})"
     assert_small_files_exact(result, folder)
     child = sandbox.current_child()  # a fresh child finished the shard and waits for the next one
-    assert child.alive() and child.decoding() is None
+    assert child.alive() and child.busy() is None
 
 
 def test_a_dead_idle_child_is_replaced(folder):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -93,9 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
     option("--split-every", type=int, metavar="N", help="tree reduction fan-in")
     option("--max-image-pixels", type=int, metavar="N", help="decompression bomb limit")
+    option("--max-file-bytes", type=int, metavar="N",
+           help="skip (without reading) a file larger than this")
     option(
         "--decode-timeout", type=float, metavar="SECONDS",
-        help="skip a file whose decode takes longer (0: no limit, decode in the worker process)",
+        help="skip a file whose read or decode takes longer (0: no limit, decode in the worker "
+        "process)",
     )
     option("--unsafe-store", action="store_true",
            help="write to a store that cannot create files exclusively")
@@ -122,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
+    # A path that is not UTF-8 (a local name, as Python gives it) prints as its own bytes.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     debug = getattr(args, "debug", False)
     _configure_logging(debug, getattr(args, "quiet", False))
     try:

@@ -53,7 +53,7 @@ def check(result: ScanResult, config: JobConfig, listed: int, store: str) -> Res
     for skip in skipped[:SKIPS_LOGGED]:
         log.warning("skipped %r: %s", skip.path, skip.error)
     if len(skipped) > SKIPS_LOGGED:
-        log.warning("skipped %d more files (`imgstats show %s --skipped` lists them all)",
+        log.warning("skipped %d more files (`imgstats show %r --skipped` lists them all)",
                     len(skipped) - SKIPS_LOGGED, store)
     if len(result.summaries) > 1:
         counts = ", ".join(f"{key.layout}: {n}" for key, n in sorted(result.images.items()))
@@ -127,6 +127,7 @@ def provenance(config: JobConfig, result: ScanResult) -> dict[str, Any]:
         "exclude": list(config.exclude),
         "high_bit_depth_images": result.high_bit_depth,
         "max_image_pixels": config.max_image_pixels,
+        "max_file_bytes": config.max_file_bytes,
         "decode_timeout": config.decode_timeout,
         "python": platform.python_version(),
         "dask": package_version("dask"),

@@ -5,10 +5,11 @@ Decoders are C code fed hostile bytes. A decode that never returns cannot be int
 a thread, and a segfault takes the whole Dask worker down (and, retried, every worker that
 gets the task). So each worker thread keeps one child process (``python -m
 pipeline.run.sandbox``) that runs :func:`~pipeline.run.scan.scan_shard` on chunks of a shard and
-writes the index of the file it is decoding into a shared page. The parent waits for the
-chunk's result; if one file's decode outlasts the time limit it kills the child, or if the
-child dies, it knows which file did it: that file is skipped with the reason, a fresh child
-scans the rest of the chunk. Finished chunks are never decoded twice.
+writes the index of the file it is reading or decoding into a shared page. The parent waits
+for the chunk's result; if one file's read or decode outlasts the time limit it kills the
+child, or if the child dies, it knows which file did it: that file is skipped with the
+reason, a fresh child scans the rest of the chunk. Finished chunks are never decoded twice.
+(A read that hangs, on a stale network mount say, is stopped like a decode that hangs.)
 
 The child reads its files itself (it opens its own filesystem from the
 :class:`~pipeline.fs.location.Location`), so image bytes never cross the process boundary;
@@ -51,7 +52,9 @@ CHUNK_FILES = 256
 #: Child deaths in a row outside any decode (a broken install, the OOM killer...) before
 #: the task fails instead of trying once more.
 _DEATHS_OUTSIDE_DECODE = 2
-_PROGRESS = struct.Struct("<q")  # index of the file being decoded + 1; 0 between files
+#: What the child is doing: the index of the file being decoded + 1, minus (the index of the
+#: file being read + 1), or 0 between files.
+_PROGRESS = struct.Struct("<q")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -61,10 +64,19 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class _Died:
-    """The child stopped answering: while decoding ``index`` (or between files: None)."""
+    """The child stopped answering: while reading or decoding ``index`` (or between files:
+    None)."""
 
     index: int | None
     reason: str
+
+
+@dataclass(frozen=True)
+class _Busy:
+    """The file the child is on, and whether it is ``"reading"`` or ``"decoding"`` it."""
+
+    index: int
+    phase: str
 
 
 def scan_in_sandbox(location: Location, shard: Shard, options: ScanOptions) -> ScanResult:
@@ -116,10 +128,12 @@ class _Child:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def decoding(self) -> int | None:
-        """The index (in the current request) of the file being decoded, or None."""
+    def busy(self) -> _Busy | None:
+        """The file (index in the current request) being read or decoded, or None."""
         (value,) = _PROGRESS.unpack_from(self._page, 0)
-        return value - 1 if value else None
+        if not value:
+            return None
+        return _Busy(value - 1, "decoding") if value > 0 else _Busy(-value - 1, "reading")
 
     def scan(
         self, location: Location, shard_index: int, files: Sequence[FileEntry], options: ScanOptions
@@ -154,36 +168,41 @@ class _Child:
         try:
             self._conn.send((location, shard, options))
         except OSError:
-            return _Died(None, self._exit_reason())
+            return _Died(None, self._exit_reason(None))
         tick = min(1.0, max(0.01, decode_timeout / 20))
         watched, since = None, time.monotonic()
         while not self._conn.poll(tick):
             now = time.monotonic()
-            decoding = self.decoding()
-            if decoding != watched:
-                watched, since = decoding, now
-            elif decoding is not None and now - since > decode_timeout:
-                return _Died(decoding, f"decoding took longer than {decode_timeout:g} s")
+            busy = self.busy()
+            if busy != watched:
+                watched, since = busy, now
+            elif busy is not None and now - since > decode_timeout:
+                return _Died(busy.index, f"{busy.phase} took longer than {decode_timeout:g} s")
             if not self.alive():
                 break
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            return _Died(self.decoding(), self._exit_reason())
+            busy = self.busy()
+            return _Died(None if busy is None else busy.index, self._exit_reason(busy))
         if status == "error":
             raise value  # what scan_shard raised (a read that kept failing): the task fails
         assert isinstance(value, ScanResult)
         return value
 
-    def _exit_reason(self) -> str:
+    def _exit_reason(self, busy: _Busy | None) -> str:
         try:
             code = self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return "stopped answering"
         if code < 0:
-            with contextlib.suppress(ValueError):
-                return f"the decoder crashed ({signal.Signals(-code).name})"
-            return f"the decoder crashed (signal {-code})"
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            if busy is not None and busy.phase == "reading":
+                return f"the process reading it crashed ({name})"
+            return f"the decoder crashed ({name})"
         return f"the decode process exited with status {code}"
 
     def _restart(self) -> None:
@@ -267,13 +286,18 @@ def _serve(channel_fd: int, page_fd: int) -> None:
     def on_decode(index: int) -> None:
         _PROGRESS.pack_into(page, 0, index + 1)
 
+    def on_read(index: int) -> None:
+        _PROGRESS.pack_into(page, 0, -(index + 1))
+
     while True:
         try:
             location, shard, options = conn.recv()
         except EOFError:  # the parent is gone
             return
         try:
-            reply: tuple[str, Any] = ("ok", scan_shard(location, shard, options, on_decode))
+            reply: tuple[str, Any] = (
+                "ok", scan_shard(location, shard, options, on_decode, on_read)
+            )
         except Exception as exc:
             reply = ("error", exc)
         try:

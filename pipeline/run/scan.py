@@ -19,7 +19,7 @@ from ..core.result import ScanResult, Skip
 from ..decode import decode
 from ..errors import DecodeError
 from ..fs.location import Location
-from ..fs.reading import read_files
+from ..fs.reading import OnRead, read_files
 from ..fs.retries import retry_count
 from ..store.record import FileRecord, FileRow
 
@@ -34,12 +34,14 @@ def scan_shard(
     shard: Shard,
     options: ScanOptions,
     on_decode: Callable[[int], None] | None = None,
+    on_read: OnRead | None = None,
 ) -> ScanResult:
     """Decode every file of ``shard`` and return its merged moments, skip list and per-file
     record block.
 
     ``on_decode``, if given, is called with a file's index in ``shard.files`` just before
-    its decode starts and with -1 once its moments are summed (the sandbox watches these).
+    its decode starts and with -1 once its moments are summed; ``on_read`` with its index
+    just before a (local) read (the sandbox watches these).
     """
     started = time.perf_counter()
     fs = location.filesystem()
@@ -52,7 +54,8 @@ def scan_shard(
     rows: list[FileRow] = []
     high = 0
     nbytes = 0
-    for index, (entry, data) in enumerate(read_files(fs, location, shard.files)):
+    reads = read_files(fs, location, shard.files, options.max_file_bytes, on_read)
+    for index, (entry, data) in enumerate(reads):
         if isinstance(data, Skip):
             skipped.append(data)
             continue
@@ -95,9 +98,14 @@ def _count(data: bytes, options: ScanOptions) -> tuple[Layout, AnyMoments, bool]
     try:
         decoded = decode(data, options.mode, options.max_image_pixels)
     except DecodeError as exc:
-        return str(exc)
+        return _one_line(str(exc))
     except MemoryError:
         return "out of memory while decoding"
     except Exception as exc:  # a decoder bug on a hostile file must not fail the run
-        return f"cannot decode: {type(exc).__name__}: {exc}"
+        return _one_line(f"cannot decode: {type(exc).__name__}: {exc}")
     return decoded.layout, from_pixels(decoded.pixels), decoded.high_bit_depth
+
+
+def _one_line(text: str) -> str:
+    """A decoder's message on one line (it ends up in one-line warnings)."""
+    return " ".join(text.split())

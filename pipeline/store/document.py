@@ -133,6 +133,8 @@ class Basis:
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     max_image_pixels: int | None
+    max_file_bytes: int | None  # None also when the version predates the option
+    conversion: str  # how the mode turned stored samples into counted ones
     layout: Layout
     moments: Moments
     files: FileSet
@@ -194,6 +196,8 @@ class Stats:
             include=_strings(provenance, "include"),
             exclude=_strings(provenance, "exclude"),
             max_image_pixels=_optional_int(provenance, "max_image_pixels"),
+            max_file_bytes=_optional_int(provenance, "max_file_bytes"),
+            conversion=str(provenance.get("conversion", "")),
             layout=self.layout,
             moments=Moments(
                 self.pixel_count,
