@@ -17,6 +17,8 @@ __all__ = [
     "is_image_path",
     "make_shards",
     "passes_filters",
+    "path_bytes",
+    "path_text",
 ]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -28,7 +30,7 @@ IMAGE_EXTENSIONS = frozenset(
 class FileEntry:
     """One image file: its path relative to SOURCE (posix), size and change token."""
 
-    path: str
+    path: str  # a local name that is not UTF-8 as os.fsdecode gives it (surrogateescape)
     size: int
     token: str  # ETag where the filesystem has one, else mtime
 
@@ -37,8 +39,9 @@ class FileEntry:
 class FileSet:
     """Count, bytes and an order-independent fingerprint of a set of files, mergeable.
 
-    The fingerprint is the sum, modulo 2**128, of a SHA-256 digest of each file's path,
-    size and token: any split, merged in any order, gives the same value.
+    The fingerprint is the sum, modulo 2**128, of a SHA-256 digest of each file's path (its
+    bytes: UTF-8, undecodable bytes of a local name as they are), size and token: any split,
+    merged in any order, gives the same value.
     """
 
     count: int = 0
@@ -66,8 +69,19 @@ class FileSet:
         return f"{self.digest:032x}"
 
 
+def path_bytes(path: str) -> bytes:
+    """A path's bytes: UTF-8, with the undecodable bytes of a local name (which Python gives
+    as lone surrogates, ``os.fsdecode``'s ``surrogateescape``) as they were on disk."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def path_text(data: bytes) -> str:
+    """The inverse of :func:`path_bytes`."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def _entry_digest(entry: FileEntry) -> int:
-    text = f"{entry.path}\0{entry.size}\0{entry.token}".encode()
+    text = path_bytes(f"{entry.path}\0{entry.size}\0{entry.token}")
     return int.from_bytes(hashlib.sha256(text).digest()[:16], "big")
 
 

@@ -5,6 +5,10 @@ counted file, sorted by path: its listing entry (path, size, ETag/mtime token), 
 it stores more than 8 bits per sample, and its per-channel pixel count, sums and sums of
 squares (decimal strings: exact at any size) and min/max. Incremental runs diff the listing
 against it and take old contributions out exactly.
+
+Paths are stored as bytes (:func:`~pipeline.core.files.path_bytes`: UTF-8, and a local name
+that is not valid UTF-8 as it is on disk), since Parquet strings must be valid UTF-8; records
+written with a string path column are read as well.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..core.files import FileEntry
+from ..core.files import FileEntry, path_bytes, path_text
 from ..core.keys import Layout
 from ..core.moments import Moments
 from ..errors import StatsFileError
 
-__all__ = ["FileRecord", "FileRow"]
+__all__ = ["MAX_RECORD_BYTES", "FileRecord", "FileRow"]
+
+#: The largest record read (hundreds of millions of files' rows): a record is read with this
+#: bound, never without one.
+MAX_RECORD_BYTES = 2**32
 
 _FIELDS: list[pa.Field[Any]] = [
-    pa.field("path", pa.string()),
+    pa.field("path", pa.binary()),
     pa.field("size", pa.int64()),
     pa.field("token", pa.string()),
     pa.field("layout", pa.string()),
@@ -39,6 +47,7 @@ _FIELDS: list[pa.Field[Any]] = [
     pa.field("max", pa.list_(pa.int64())),
 ]
 SCHEMA = pa.schema(_FIELDS)
+_STRING_PATHS = SCHEMA.set(0, pa.field("path", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class FileRecord:
     def from_rows(cls, rows: Sequence[FileRow]) -> FileRecord:
         ordered = sorted(rows, key=lambda row: row.entry.path)
         columns = {
-            "path": [r.entry.path for r in ordered],
+            "path": [path_bytes(r.entry.path) for r in ordered],
             "size": [r.entry.size for r in ordered],
             "token": [r.entry.token for r in ordered],
             "layout": [str(r.layout) for r in ordered],
@@ -76,10 +85,14 @@ class FileRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "record") -> FileRecord:
+        if len(data) > MAX_RECORD_BYTES:
+            raise StatsFileError(f"{name} is larger than {MAX_RECORD_BYTES} bytes")
         try:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowException, OSError) as exc:
             raise StatsFileError(f"{name} is not a readable Parquet file: {exc}") from exc
+        if table.schema.equals(_STRING_PATHS):  # written before paths were bytes
+            table = table.cast(SCHEMA)
         if not table.schema.equals(SCHEMA):
             raise StatsFileError(f"{name} does not have the record schema")
         return cls(table)
@@ -111,7 +124,7 @@ class FileRecord:
         """The listing entries, in path order."""
         columns = self.table.select(["path", "size", "token"]).to_pydict()
         return [
-            FileEntry(p, s, t)
+            FileEntry(path_text(p), s, t)
             for p, s, t in zip(columns["path"], columns["size"], columns["token"], strict=True)
         ]
 
@@ -123,7 +136,7 @@ class FileRecord:
         data = self.table.to_pydict()
         return [
             FileRow(
-                FileEntry(data["path"][i], data["size"][i], data["token"][i]),
+                FileEntry(path_text(data["path"][i]), data["size"][i], data["token"][i]),
                 Layout.parse(data["layout"][i]),
                 Moments(
                     data["count"][i],
