@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import UnsafeStoreError
-from ..fs.location import Location
+from ..errors import StoreError, UnsafeStoreError
+from ..fs.location import Location, as_storage_error
 from .base import StatsStore
 from .document import Stats
 from .local import LocalStore
@@ -59,7 +59,8 @@ def writable_store(store: StatsStore, allow_unsafe: bool = False) -> StatsStore:
     """``store``, checked for writing before any work is done: its folder made (see
     :meth:`StatsStore.remove_created_folders`), an S3 service probed for conditional writes.
     A store that cannot create exclusively is refused (exit 2) unless ``allow_unsafe``, and
-    then written check-then-write."""
+    then written check-then-write. What killed runs left is cleaned up (see
+    :meth:`StatsStore.clean_up`, :meth:`StatsStore.repair_latest`)."""
     exclusive = store.supports_exclusive_create
     if isinstance(store, S3Store):
         exclusive = store.honours_conditional_writes()
@@ -72,11 +73,16 @@ def writable_store(store: StatsStore, allow_unsafe: bool = False) -> StatsStore:
                 else ("cannot create files exclusively", "use a local, s3:// or memory:// store, ")
             )
             raise UnsafeStoreError(
-                f"store {store.url} {why}, so concurrent runs could overwrite each other; "
+                f"store {store.url!r} {why}, so concurrent runs could overwrite each other; "
                 f"{instead}pass --unsafe-store to write anyway"
             )
-        log.warning("store %s %s; writing unsafely as asked", store.url,
+        log.warning("store %r %s; writing unsafely as asked", store.url,
                     "ignores conditional writes" if s3 else "cannot create files exclusively")
         store = UnsafeStore(store.location, folders=store.supports_folders)
     store.prepare()
+    for repair in (store.clean_up, store.repair_latest):  # what killed runs left behind
+        try:
+            repair()
+        except Exception as exc:  # the run may still succeed: its write says if not
+            log.warning("%s", as_storage_error(exc, store.location, "tidy up", StoreError))
     return store

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Version numbers a writer tries before it gives up (every one taken by another writer).
 MAX_CREATE_ATTEMPTS = 100
+#: Seconds after which a temp file or probe that a run leaves for a moment (milliseconds, a
+#: few requests) is taken as left by a run that was killed.
+TEMP_MAX_AGE = 600.0
 
 
 class StatsStore(ABC):
@@ -102,12 +105,12 @@ class StatsStore(ABC):
         with self._errors("read store"):
             exists = not self.supports_folders or self.fs.exists(self.location.path)
         if not exists:
-            raise StoreNotFoundError(f"no stats store at {self.url}: it does not exist")
-        raise StatsFileError(f"{self.url} holds no stats versions")
+            raise StoreNotFoundError(f"no stats store at {self.url!r}: it does not exist")
+        raise StatsFileError(f"{self.url!r} holds no stats versions")
 
     def read_bytes(self, name: str, limit: int | None = None) -> bytes:
         """A file's bytes (at most ``limit`` + 1 of them); FileNotFoundError if it does not
-        exist."""
+        exist. ``name`` is a name the store makes (see :mod:`~pipeline.store.names`)."""
         path = self.path_of(name)
         try:
             if limit is not None:
@@ -125,17 +128,29 @@ class StatsStore(ABC):
         return self.read_bytes(name, MAX_FILE_BYTES)
 
     def load(self, version: int | None = None) -> Stats:
-        """Version ``version``, or the newest (``latest.json``, else the highest listed)."""
+        """Version ``version``, or the newest: the highest version listed (a run stopped
+        between creating a version and publishing it leaves ``latest.json`` behind), or
+        ``latest.json`` when the store cannot be listed (a reader allowed to get objects but
+        not to list them)."""
         if version is not None:
             name = version_name(version)
             try:
                 data = self._stats_bytes(name)
             except FileNotFoundError:
-                raise StatsFileError(f"{self.url} has no version {version}") from None
-            return Stats.from_json(data, self.url_of(name))
+                raise StatsFileError(f"{self.url!r} has no version {version}") from None
+            return Stats.from_json(data, repr(self.url_of(name)))
+        unlisted: StoreUnreachableError | None = None
         try:
-            return Stats.from_json(self._stats_bytes(LATEST), self.url_of(LATEST))
+            versions = self.versions()
+        except StoreUnreachableError as exc:
+            unlisted, versions = exc, []
+        if versions:
+            return self.load(versions[-1])
+        try:
+            return Stats.from_json(self._stats_bytes(LATEST), repr(self.url_of(LATEST)))
         except FileNotFoundError:
+            if unlisted is not None:
+                raise unlisted from None
             return self.load(self.require_versions()[-1])
 
     def latest_version(self) -> int:
@@ -193,9 +208,39 @@ class StatsStore(ABC):
             except Exception as exc:
                 action = f"write {version_name(version)} to"
                 raise as_storage_error(exc, self.location, action, StoreError) from exc
-            self.publish_latest(version, data)
+            try:
+                self.publish_latest(version, data)
+            except Exception as exc:  # the version is complete, and readers find it (load)
+                reason = as_storage_error(exc, self.location, f"publish {LATEST} in", StoreError)
+                log.warning("version %d is written, but %s; the next run publishes it", version,
+                            reason)
             return version
-        raise StoreConflictError(f"gave up creating a version in {self.url} after many conflicts")
+        raise StoreConflictError(
+            f"gave up creating a version in {self.url!r} after many conflicts"
+        )
+
+    # what killed runs leave behind ---------------------------------------------------------
+    def clean_up(self, max_age: float = TEMP_MAX_AGE) -> None:  # noqa: B027 (most leave nothing)
+        """Remove what runs that were killed left in the store, older than ``max_age``
+        seconds (never a live run's file)."""
+
+    def repair_latest(self) -> None:
+        """Publish the newest version as ``latest.json`` when a run was stopped after creating
+        it and before publishing it."""
+        versions = self.versions()
+        if not versions or self.latest_version() >= versions[-1]:
+            return
+        newest = versions[-1]
+        try:
+            data = self._stats_bytes(version_name(newest))
+            Stats.from_json(data)  # never publish a file that does not load
+        except (FileNotFoundError, StatsFileError) as exc:
+            log.warning("latest.json is older than version %d, which cannot be read (%s)",
+                        newest, exc)
+            return
+        log.warning("%r held an older version than %d (a run was stopped before publishing "
+                    "it): published it", LATEST, newest)
+        self.publish_latest(newest, data)
 
     def write_file(self, name: str, data: bytes) -> None:
         """Create a companion file (a version's record) exclusively and atomically."""

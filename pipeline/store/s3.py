@@ -5,14 +5,18 @@ publishes. Whether the service honours those headers is probed before the first 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import logging
 import uuid
 
 from ..errors import StoreConflictError, StoreError, StoreUnreachableError
 from ..fs.location import as_storage_error
-from .base import MAX_CREATE_ATTEMPTS, StatsStore
+from .base import MAX_CREATE_ATTEMPTS, TEMP_MAX_AGE, StatsStore
 from .names import LATEST
 
 __all__ = ["S3Store"]
+
+log = logging.getLogger(__name__)
 
 PROBE_PREFIX = ".imgstats-probe-"
 
@@ -48,6 +52,26 @@ class S3Store(StatsStore):
             with contextlib.suppress(Exception):  # best effort: a leftover probe is harmless
                 self.fs.rm_file(probe)
 
+    def clean_up(self, max_age: float = TEMP_MAX_AGE) -> None:
+        """Remove the probes of runs that were killed between writing and removing them, older
+        than ``max_age`` (a live run's lasts a few requests)."""
+        try:
+            listed = self.fs.ls(self.location.path, detail=True, refresh=True)
+        except Exception:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        for info in listed:
+            name = str(info.get("name", ""))
+            modified = info.get("LastModified")
+            if not name.rpartition("/")[2].startswith(PROBE_PREFIX) or not isinstance(
+                modified, datetime.datetime
+            ):
+                continue
+            if (now - modified).total_seconds() >= max_age:
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(name)
+                    log.info("removed %r, left by a run that was stopped", name)
+
     def _container_exists(self) -> bool:
         bucket = self.location.path.split("/", 1)[0]
         try:
@@ -79,7 +103,9 @@ class S3Store(StatsStore):
             finally:
                 self.fs.invalidate_cache(self.path_of(LATEST))
             return
-        raise StoreConflictError(f"gave up publishing {self.url_of(LATEST)} after many conflicts")
+        raise StoreConflictError(
+            f"gave up publishing {self.url_of(LATEST)!r} after many conflicts"
+        )
 
 
 def _precondition_failed(exc: BaseException) -> bool:
