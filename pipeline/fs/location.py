@@ -20,7 +20,11 @@ from ..errors import ImgstatsError, UsageError
 
 __all__ = ["Location", "as_storage_error", "describe_error", "resolve", "storage_errors"]
 
-_SECRET_KEY = re.compile(r"key|secret|token|password|credential|session", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"key|secret|token|password|credential|session|signature|sig$", re.IGNORECASE
+)
+#: ``scheme://user:password@`` at the start of a URL (or of a path that is a URL).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*)@")
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,15 @@ class Location:
 
     @property
     def url(self) -> str:
-        """The folder's URL, with no credentials (those live in ``storage_options`` only)."""
+        """The folder's URL, with no credentials: those live in ``storage_options``, and any
+        that a filesystem keeps in its paths (``https://user:password@host/``, a signed
+        query) are shown as ``***``."""
         if self.protocol == "file":
             return self.path
-        return f"{self.protocol}://{self.path.lstrip('/')}"
+        url = self.path if "://" in self.path else f"{self.protocol}://{self.path.lstrip('/')}"
+        for secret in _path_secrets(self.path):
+            url = url.replace(secret, "***")
+        return url
 
     def filesystem(self) -> fsspec.AbstractFileSystem:
         """This process's filesystem instance for the location."""
@@ -44,7 +53,7 @@ class Location:
             return fsspec.filesystem(self.protocol, **self.storage_options)
         except (TypeError, ValueError) as exc:
             reason = describe_error(exc, self.secrets())
-            raise UsageError(f"invalid storage options for {self.url}: {reason}") from exc
+            raise UsageError(f"invalid storage options for {self.url!r}: {reason}") from exc
 
     def join(self, relative: str) -> str:
         """The filesystem path of ``relative`` under this folder."""
@@ -62,7 +71,7 @@ class Location:
                     found.append(value)
 
         walk(self.storage_options)
-        return found
+        return found + ([] if self.protocol == "file" else _path_secrets(self.path))
 
     @property
     def is_process_local(self) -> bool:
@@ -84,8 +93,33 @@ def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> Locat
     except (ImportError, ValueError) as exc:
         raise UsageError(f"cannot use {protocol}:// URLs: {exc}") from exc
     path = cls._strip_protocol(url)
+    if _USERINFO.match(url):
+        from_url = cls._get_kwargs_from_urls(url)
+        if "username" in from_url or "password" in from_url:  # fsspec reads them (ftp, sftp)
+            options = {**from_url, **options}
+        elif not _USERINFO.match(path):  # not kept in the path either: a bucket name?
+            shown = _USERINFO.sub(r"\1***@", url)
+            raise UsageError(
+                f"{shown!r}: credentials in a {protocol}:// URL are not used; give them "
+                "through the environment, a profile, or the storage options"
+            )
     canonical = cls.protocol if isinstance(cls.protocol, str) else cls.protocol[0]
     return Location(canonical, path.rstrip("/") or path, options)
+
+
+def _path_secrets(path: str) -> list[str]:
+    """Secrets a filesystem keeps in a path that is a URL: the user information and the
+    values of secret-named query parameters (``X-Amz-Signature``, ``token``...)."""
+    found = []
+    userinfo = _USERINFO.match(path)
+    if userinfo:
+        found.append(userinfo.group(2))
+    _, _, query = path.partition("?")
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and _SECRET_KEY.search(name):
+            found.append(value)
+    return found
 
 
 def describe_error(exc: BaseException, secrets: list[str] | tuple[str, ...] = ()) -> str:
@@ -95,8 +129,10 @@ def describe_error(exc: BaseException, secrets: list[str] | tuple[str, ...] = ()
     elif isinstance(exc, PermissionError):
         text = "access denied"
     else:
-        message = str(exc).strip() or type(exc).__name__
-        text = f"{type(exc).__name__}: {message.splitlines()[0][:300]}"
+        message = str(exc).strip()
+        text = type(exc).__name__
+        if message:
+            text = f"{text}: {message.splitlines()[0][:300]}"
     for secret in secrets:
         text = text.replace(secret, "***")
     return text
@@ -114,7 +150,8 @@ def as_storage_error(
     """``error("cannot ACTION URL: reason")`` for a storage failure; anything else unchanged."""
     if isinstance(exc, ImgstatsError) or not _is_storage_error(exc):
         return exc
-    converted = error(f"cannot {action} {location.url}: {describe_error(exc, location.secrets())}")
+    reason = describe_error(exc, location.secrets())
+    converted = error(f"cannot {action} {location.url!r}: {reason}")
     converted.__cause__ = exc
     return converted
 
