@@ -6,7 +6,7 @@ numbers come from tests/reference.py, which sees only Python lists of pixels:
 * rgb / gray mode: the torchvision way, ``Image.open(path).convert("RGB")`` (or ``"L"``);
 * native mode: the exact arrays written (16-bit ones included), or Pillow's decode where the
   format is lossy (JPEG, lossy WebP), following the documented conversions (P -> RGB/RGBA,
-  1 -> L 0/255, CMYK -> Pillow's RGB).
+  1 -> L 0/255, CMYK kept as Pillow's CMYK: 4 channels).
 """
 
 from __future__ import annotations
@@ -104,6 +104,17 @@ def write_pillow(fmt: str, channels: int | None, **options) -> Writer:
         shape = _size(rng) if channels is None else (*_size(rng), channels)
         pixels = _u8(rng, shape)
         Image.fromarray(pixels).save(path, fmt, **options)
+        return pixels
+
+    return write
+
+
+def write_cmyk(fmt: str) -> Writer:
+    """An 8-bit CMYK image saved losslessly by Pillow."""
+
+    def write(path: Path, rng: np.random.Generator) -> np.ndarray:
+        pixels = _u8(rng, (*_size(rng), 4))
+        Image.fromarray(pixels, "CMYK").save(path, fmt)
         return pixels
 
     return write
@@ -243,7 +254,8 @@ SAMPLES = (
         "RGB uint8",
         write_lossy("JPEG", "RGB", quality=80, subsampling=1, progressive=True),
     ),
-    Sample("rgb/cmyk.jpg", "RGB uint8", write_lossy("JPEG", "CMYK", quality=90)),
+    Sample("cmyk/cmyk.jpg", "CMYK uint8", write_lossy("JPEG", "CMYK", quality=90)),
+    Sample("cmyk/cmyk.tif", "CMYK uint8", write_cmyk("TIFF")),
     Sample("rgb/lossless.webp", "RGB uint8", write_pillow("WEBP", 3, lossless=True)),
     Sample("rgb/lossy.webp", "RGB uint8", write_lossy("WEBP", "RGB", quality=70)),
     Sample("rgb/rgb.bmp", "RGB uint8", write_pillow("BMP", 3)),
@@ -274,11 +286,9 @@ class Written:
 
 
 def _pillow_native(path: Path) -> np.ndarray:
-    """Expected native pixels of a lossy file: Pillow's decode, CMYK through convert("RGB")."""
+    """Expected native pixels of a lossy file: Pillow's decode (CMYK as Pillow's CMYK)."""
     with Image.open(path) as image:
-        if image.mode == "CMYK":
-            return np.asarray(image.convert("RGB"))
-        assert image.mode in ("L", "RGB"), image.mode
+        assert image.mode in ("L", "RGB", "CMYK"), image.mode
         return np.asarray(image)
 
 

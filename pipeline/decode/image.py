@@ -34,8 +34,16 @@ __all__ = ["decode", "warm_up_decoders"]
 # thread-safe, so this is a process-wide filter on Pillow's own warning category).
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
-# Pillow modes kept as they are in native mode, with their channel names.
-_NATIVE_LAYOUTS = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA"}
+# Pillow modes kept as they are in native mode, with their channel names. CMYK is Pillow's
+# CMYK: ink amounts, 0 for none (Adobe's inverted JPEG samples un-inverted, as Pillow does).
+_NATIVE_LAYOUTS = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "CMYK": "CMYK"}
+# TIFF PhotometricInterpretation (tag 262) and samples per pixel -> channel letters, for the
+# high bit depth TIFFs that imagecodecs decodes: min-is-white/black, RGB, separated (CMYK).
+_TIFF_PHOTOMETRIC = 262
+_TIFF_LAYOUTS = {
+    (0, 1): "L", (0, 2): "LA", (1, 1): "L", (1, 2): "LA",
+    (2, 3): "RGB", (2, 4): "RGBA", (5, 4): "CMYK",
+}
 
 
 def decode(data: bytes, mode: Mode, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Decoded:
@@ -159,12 +167,20 @@ def _native(image: Image.Image, data: bytes, high: bool) -> Decoded:
     if high and image.format == "TIFF" and not image.mode.startswith("I"):
         import imagecodecs
 
-        pixels = imagecodecs.tiff_decode(data, index=0)
+        photometric = getattr(image, "tag_v2", {}).get(_TIFF_PHOTOMETRIC, 1)
+        try:
+            pixels = imagecodecs.tiff_decode(data, index=0)
+        except imagecodecs.TiffError as exc:  # libtiff reads 16-bit CMYK only as 8-bit RGBA
+            raise DecodeError(
+                f"cannot decode this TIFF (photometric {photometric}) at its bit depth: {exc}"
+            ) from exc
         if pixels.ndim == 2:
             pixels = pixels[:, :, np.newaxis]
-        channels = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(pixels.shape[-1])
+        channels = _TIFF_LAYOUTS.get((photometric, pixels.shape[-1]))
         if channels is None:
-            raise DecodeError(f"unsupported TIFF layout with {pixels.shape[-1]} samples")
+            raise DecodeError(
+                f"unsupported TIFF layout: {pixels.shape[-1]} samples, photometric {photometric}"
+            )
         return Decoded(pixels, channels, True)
     mode = image.mode
     if mode in _NATIVE_LAYOUTS:
@@ -190,7 +206,7 @@ def _native(image: Image.Image, data: bytes, high: bool) -> Decoded:
     if mode in ("RGBa", "RGBX"):
         target = "RGBA" if mode == "RGBa" else "RGB"
         return _as_decoded(image.convert(target), target, False)
-    # CMYK, YCbCr, LAB, HSV: no R,G,B samples are stored; Pillow's conversion gives them.
+    # YCbCr, LAB, HSV: Pillow's conversion gives R,G,B samples.
     return _as_decoded(image.convert("RGB"), "RGB", high)
 
 

@@ -11,8 +11,9 @@ CONVERSIONS = {
     "rgb": 'PIL.Image.open(f).convert("RGB"), first frame (torchvision default_loader)',
     "gray": 'PIL.Image.open(f).convert("L"), first frame',
     "native": (
-        "stored samples, first frame: L/LA/RGB/RGBA kept; 16-bit PNG and TIFF via imagecodecs; "
-        'P -> RGB (RGBA with transparency), 1 -> L (0/255), CMYK/YCbCr -> Pillow convert("RGB")'
+        "stored samples, first frame: L/LA/RGB/RGBA/CMYK kept; 16-bit PNG and TIFF via "
+        "imagecodecs; P -> RGB (RGBA with transparency), 1 -> L (0/255), "
+        'YCbCr/LAB/HSV -> Pillow convert("RGB")'
     ),
 }
 
