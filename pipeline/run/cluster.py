@@ -99,6 +99,12 @@ def dask_client(
         except BaseException:
             _kill_workers(cluster)  # their results are not wanted: do not wait for them
             raise
+        pids = _worker_pids(cluster)  # the nannies forget them while closing
+        try:
+            stack.close()
+        except BaseException:
+            _kill(pids)  # a cluster that fails to close leaves no process behind
+            raise
 
 
 def _check_reachable(address: str, timeout: float) -> None:
@@ -127,14 +133,20 @@ def _check_reachable(address: str, timeout: float) -> None:
         raise SchedulerError(f"cannot reach Dask scheduler at {address}: {reason}") from None
 
 
+def _worker_pids(cluster: LocalCluster) -> list[int]:
+    pids = (getattr(getattr(n, "process", None), "pid", None) for n in cluster.workers.values())
+    return [pid for pid in pids if pid]
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _kill_workers(cluster: LocalCluster) -> None:
     """SIGKILL the cluster's worker processes (their sandboxes die with them)."""
-    for nanny in list(cluster.workers.values()):
-        process = getattr(nanny, "process", None)
-        pid = getattr(process, "pid", None)
-        if pid:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    _kill(_worker_pids(cluster))
 
 
 def _worker_environ() -> dict[str, Any]:

@@ -15,15 +15,17 @@ from typing import Any, Protocol
 from ..config import JobConfig
 from ..core.files import FileEntry, make_shards
 from ..core.result import ScanResult, Skip
+from ..decode import CONVERSIONS
 from ..errors import ResultNotStoredError, SourceUnreachableError, StatsFileError, StoreError
 from ..fs.listing import list_images
-from ..fs.location import Location, resolve, storage_errors
+from ..fs.location import Location, describe_error, resolve, storage_errors
 from ..fs.retries import RetryCount, retry_count
 from ..store import StatsStore, open_store, writable_store
 from ..store.document import Basis, Stats, dumps
 from ..store.names import record_name, version_name
-from ..store.record import FileRecord
+from ..store.record import MAX_RECORD_BYTES, FileRecord
 from . import incremental
+from .capacity import check_local_cluster
 from .cluster import dask_client
 from .graph import run_scan
 from .outcome import Outcome, check
@@ -94,6 +96,13 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
     """
     started = time.perf_counter()
     source = resolve(config.source, config.source_options)
+    if config.scheduler_address is None:
+        check_local_cluster(
+            config.workers,
+            config.threads_per_worker,
+            sandboxed=bool(config.decode_timeout) and not source.is_process_local,
+            processes=not source.is_process_local,
+        )
     listing = list_source(source, config)
     store = open_store(resolve(config.out, config.store_options))
     retries = {*listing.retries, retry_count(store.fs)}  # counted from the store's first request
@@ -123,7 +132,7 @@ def list_source(source: Location, config: JobConfig) -> Listing:
             url=source.url,
             on_unlisted=lambda folder, reason: unlisted.append(Skip(folder, reason)),
         )
-    log.info("listed %d image files (%d bytes) under %s", len(entries),
+    log.info("listed %d image files (%d bytes) under %r", len(entries),
              sum(e.size for e in entries), source.url)
     return Listing(entries, tuple(unlisted), frozenset({retry_count(fs)}))
 
@@ -147,15 +156,19 @@ def find_previous(
         and basis.include == config.include
         and basis.exclude == config.exclude
         and basis.max_image_pixels == config.max_image_pixels
+        and basis.max_file_bytes == config.max_file_bytes
+        and basis.conversion == CONVERSIONS[config.mode]
     )
     if not same:
-        log.info("full run: version %d was built from another source, mode or filters", version)
+        log.info("full run: version %d was built from another source, mode, filters or limits",
+                 version)
         return None
     if basis.record is None:
         log.info("full run: version %d has no per-file record", version)
         return None
     try:
-        record = FileRecord.from_bytes(store.read_bytes(basis.record), store.url_of(basis.record))
+        data = store.read_bytes(basis.record, MAX_RECORD_BYTES)
+        record = FileRecord.from_bytes(data, repr(store.url_of(basis.record)))
     except (FileNotFoundError, StatsFileError) as exc:
         log.warning("full run: the record of version %d cannot be read (%s)", version, exc)
         return None
@@ -188,32 +201,44 @@ def scan(
         return Scanned(ScanResult())
     options = config.scan_options
     if source.is_process_local and options.decode_timeout:
-        log.info("%s lives in this process: decoding without a sandbox or time limit", source.url)
+        log.info("%r lives in this process: decoding without a sandbox or time limit", source.url)
         options = dataclasses.replace(options, decode_timeout=0)
-    with dask_client(
-        config.scheduler_address,
-        config.workers,
-        config.threads_per_worker,
-        processes=not source.is_process_local,
-        timeout=config.scheduler_timeout,
-    ) as client:
-        threads = sum(client.nthreads().values()) or 1
-        shards = make_shards(
-            files, config.shard_bytes, config.shard_files, min_shards=threads * SHARDS_PER_THREAD
-        )
-        log.info("decoding %d files in %d shards on %d worker threads", len(files), len(shards),
-                 threads)
-        if progress is not None:
-            progress.begin(len(files))
-        result = run_scan(
-            client,
-            source,
-            shards,
-            options,
-            config.split_every,
-            on_files_done=progress.advance if progress is not None else None,
-        )
-    return Scanned(result, len(shards), threads)
+    scanned: Scanned | None = None
+    try:
+        with dask_client(
+            config.scheduler_address,
+            config.workers,
+            config.threads_per_worker,
+            processes=not source.is_process_local,
+            timeout=config.scheduler_timeout,
+        ) as client:
+            threads = sum(client.nthreads().values()) or 1
+            shards = make_shards(
+                files, config.shard_bytes, config.shard_files,
+                min_shards=threads * SHARDS_PER_THREAD,
+            )
+            log.info("decoding %d files in %d shards on %d worker threads", len(files),
+                     len(shards), threads)
+            if progress is not None:
+                progress.begin(len(files))
+            result = run_scan(
+                client,
+                source,
+                shards,
+                options,
+                config.split_every,
+                on_files_done=progress.advance if progress is not None else None,
+            )
+            scanned = Scanned(result, len(shards), threads)
+            log.info("scanned %d files; closing the cluster", len(files))
+    except Exception as exc:
+        if scanned is None:
+            raise
+        # The result is known: a cluster that fails to close must not lose it.
+        log.warning("closing the Dask cluster failed after the scan (%s); the result is kept",
+                    describe_error(exc))
+    assert scanned is not None
+    return scanned
 
 
 def combine(
@@ -291,7 +316,7 @@ def publish(
         except StoreError as exc:  # the stats are stored; only the next run's shortcut is lost
             log.warning("%s; the next run will read every file", exc)
     url = store.url_of(version_name(version))
-    log.info("wrote %s", url)
+    log.info("wrote %r", url)
     return ComputeResult(Stats.from_document(written), url, written=True)
 
 
