@@ -26,6 +26,6 @@ def load_stats(
         try:
             data = location.filesystem().cat_file(location.path, start=0, end=MAX_FILE_BYTES + 1)
         except FileNotFoundError:
-            raise StatsFileError(f"no stats file at {location.url}") from None
-        return Stats.from_json(data, location.url)
+            raise StatsFileError(f"no stats file at {location.url!r}") from None
+        return Stats.from_json(data, repr(location.url))
     return open_store(location).load(version)

@@ -165,7 +165,8 @@ def test_quiet_prints_nothing_but_one_line_for_skipped_files(tmp_path, imgstats,
     assert done.stdout == ""
     assert done.stderr == (
         "imgstats: warning: 2 files skipped in version 2 (first: 'also broken.png': not an "
-        f"image Pillow can identify); `imgstats show {tmp_path / 'stats'} --skipped` lists them\n"
+        f"image Pillow can identify); `imgstats show {str(tmp_path / 'stats')!r} --skipped` lists "
+        "them\n"
     )
     doc = json.loads((tmp_path / "stats" / "v000002.json").read_text())
     assert [s["path"] for s in doc["skipped"]] == ["also broken.png", "broken.jpg"]
@@ -403,8 +404,8 @@ def test_config_errors_point_at_the_mistake(tmp_path, capsys, keep_logging):
         "source: /data\nout: /stats\nzzz: 1\n": "unknown key 'zzz'\n",
         "source: [/data\nout: /stats\n":
             "is not valid YAML at line 2, column 4: expected ',' or ']'",
-        "out: /stats\n": f"SOURCE is required (or `source:` in config {config})",
-        "source: /data\n": f"--out is required (or `out:` in config {config})",
+        "out: /stats\n": f"SOURCE is required (or `source:` in config {str(config)!r})",
+        "source: /data\n": f"--out is required (or `out:` in config {str(config)!r})",
     }
     for text, message in cases.items():
         config.write_text(text)
@@ -475,6 +476,6 @@ def test_show_names_skipped_files_and_lists_them_all(tmp_path, imgstats, schedul
     assert "8 files skipped" in shown
     for name in sorted(names)[:5]:
         assert f"  {name!r}: not an image" in shown
-    assert f"  ... and 3 more (`imgstats show {store} --skipped` lists them all)" in shown
+    assert f"  ... and 3 more (`imgstats show {str(store)!r} --skipped` lists them all)" in shown
     listed = ok(imgstats("show", str(store), "--skipped")).stdout.splitlines()
     assert listed == [f"{name!r}: not an image Pillow can identify" for name in sorted(names)]

@@ -175,7 +175,7 @@ def test_bucket_deleted_mid_run_fails_with_one_line(s3_images, s3_endpoint, tmp_
     assert reads_before < 24  # the deletion landed mid-run
     assert run.returncode == 1, stderr
     assert stderr.strip().splitlines() == [
-        f"imgstats: error: cannot read s3://{BUCKET}/images: its bucket no longer exists"
+        f"imgstats: error: cannot read 's3://{BUCKET}/images': its bucket no longer exists"
     ]
     assert stdout == ""
     assert not (tmp_path / "st").exists() or not any((tmp_path / "st").iterdir())

@@ -284,7 +284,7 @@ def test_load_stats_latest_version_and_file(tmp_path):
     assert latest.channels == ("L",) and latest.scale == 255
     with pytest.raises(StatsFileError, match="4"):
         load_stats(url, version=4)
-    with pytest.raises(StatsFileError, match=r"no stats store at .*empty: it does not exist"):
+    with pytest.raises(StatsFileError, match=r"no stats store at .*empty': it does not exist"):
         load_stats(str(tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(StatsFileError, match="no stats versions"):
@@ -428,5 +428,5 @@ def test_a_1_gb_stats_file_is_refused_without_reading_it_all(tmp_path):
                           capture_output=True, text=True, timeout=120)
     *errors, peak_mb = done.stdout.strip().splitlines()
     assert len(errors) == 3, done.stderr
-    assert all("v000001.json is larger than" in line for line in errors), errors
+    assert all("v000001.json' is larger than" in line for line in errors), errors
     assert int(peak_mb) < 1024  # a bounded read, not the whole gigabyte

@@ -255,8 +255,8 @@ def test_a_missing_store_is_named_as_missing(tmp_path, imgstats):
     for command in ("show", "history"):
         done = imgstats(command, str(tmp_path / "nowhere"))
         assert done.returncode == 2
-        assert done.stderr == f"imgstats: error: no stats store at {tmp_path / 'nowhere'}: " \
-                              "it does not exist\n"
+        missing = str(tmp_path / "nowhere")
+        assert done.stderr == f"imgstats: error: no stats store at {missing!r}: it does not exist\n"
 
 
 # --- cron ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def _config_from_args(args: argparse.Namespace) -> JobConfig:
     origin = "command line"
     if "config" in vars(args):
         values = load_config_file(args.config)
-        origin = f"config {args.config}"
+        origin = f"config {args.config!r}"
     values.update({k: v for k, v in given.items() if v is not None})
     return JobConfig.from_mapping(values, origin)
 
@@ -110,6 +110,6 @@ def _skipped_summary(stats: Stats, store: str) -> str:
     first = skipped[0]
     return (
         f"{plural(len(skipped), 'file')} skipped in version {stats.version} (first: "
-        f"{first.get('path')!r}: {first.get('error')}); `imgstats show {store} --skipped` "
+        f"{first.get('path')!r}: {first.get('error')}); `imgstats show {store!r} --skipped` "
         "lists them"
     )

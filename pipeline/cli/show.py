@@ -113,7 +113,7 @@ def format_stats(stats: Stats, store: str = "STORE") -> str:
         if len(skipped) > SKIPPED_SHOWN:
             lines.append(
                 f"  ... and {len(skipped) - SKIPPED_SHOWN:,} more "
-                f"(`imgstats show {store} --skipped` lists them all)"
+                f"(`imgstats show {store!r} --skipped` lists them all)"
             )
         lines.append("")
     lines.append(normalize_call(stats.mean, stats.std))
