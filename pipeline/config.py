@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.groups import GroupBy
 from .core.keys import MODES, Mode
 from .errors import UsageError
 
@@ -48,6 +49,7 @@ class ScanOptions:
     mode: Mode = "rgb"
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
+    group_by: GroupBy | None = None  # each file's group, from its path
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class JobConfig:
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
     unsafe_store: bool = False
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
+    group_by: str | None = None  # dir, dir:N or re:PATTERN
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,6 +97,11 @@ class JobConfig:
                 "decode_timeout must be a number of seconds (0: no limit), "
                 f"not {self.decode_timeout}"
             )
+        if self.group_by is not None:
+            try:
+                GroupBy.parse(self.group_by)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if not 0 < self.scheduler_timeout < float("inf"):
             raise UsageError(
                 f"scheduler_timeout must be a positive number of seconds, "
@@ -103,7 +111,8 @@ class JobConfig:
     @property
     def scan_options(self) -> ScanOptions:
         """What every task needs of this config."""
-        return ScanOptions(self.mode, self.max_image_pixels, self.decode_timeout)
+        group_by = GroupBy.parse(self.group_by) if self.group_by is not None else None
+        return ScanOptions(self.mode, self.max_image_pixels, self.decode_timeout, group_by)
 
     @property
     def scheduler_address(self) -> str | None:
@@ -145,8 +154,10 @@ _INT_KEYS = {
     "max_image_pixels",
 }
 _BOOL_KEYS = {"full", "quiet", "unsafe_store"}
-_STR_KEYS = {"source", "out", "mode", "scheduler", "on_error"}
-_OPTIONAL = {"scheduler", "workers", "threads_per_worker", "max_errors", "max_image_pixels"}
+_STR_KEYS = {"source", "out", "mode", "scheduler", "on_error", "group_by"}
+_OPTIONAL = {
+    "scheduler", "workers", "threads_per_worker", "max_errors", "max_image_pixels", "group_by"
+}
 
 
 def _check_type(key: str, value: Any, origin: str) -> Any:

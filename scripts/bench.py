@@ -13,10 +13,12 @@ For every corpus, in one run, with the same number of processes (``--processes``
   LocalCluster of N workers x 1 thread, listing, sharding, store write: the whole wall time).
 
 The table gives images/s, MP/s, the ratio of wall times (imgstats / baseline: below 1 is faster),
-the share of worker task time spent in the moments kernel and in decoding, the peak RSS of each
-process, and the exactness verdict: imgstats' count, sum, sum_sq, min, max, mean and std against
-an exact answer computed here from Pillow's own per-channel histograms (``Image.histogram()``)
-with Python integers and ``fractions``/``decimal`` (no NumPy, no imgstats code).
+the share of worker task time spent counting the exact histogram and decoding (and the first
+over the second: the histogram's cost as a share of decode time), the per-file record's size per
+file, the peak RSS of each process, and the exactness verdict: imgstats' count, sum, sum_sq, min,
+max, mean, std, variance and whole histogram against an exact answer computed here from
+Pillow's own per-channel histograms (``Image.histogram()``) with Python integers and
+``fractions``/``decimal`` (no NumPy, no imgstats code).
 
 Corpora are generated deterministically (``--seed``) and cached under ``--cache``
 (default ``/tmp/imgstats-bench``): ImageNet-like ~500x375 photo-like JPEGs at quality 90
@@ -180,7 +182,8 @@ def _histogram_chunk(paths: Sequence[str]) -> tuple[int, list[int]]:
 
 
 def reference(paths: Sequence[Path], pool: Any, chunk: int) -> dict[str, Any]:
-    """Exact count, sum, sum_sq, min, max, mean and std from Pillow's RGB histograms."""
+    """Exact count, sum, sum_sq, min, max, mean, std, variance and the histogram itself from
+    Pillow's RGB histograms."""
     images, histogram = 0, [0] * 768
     for count, part in pool.imap_unordered(_histogram_chunk, _chunks(paths, chunk)):
         images += count
@@ -204,6 +207,9 @@ def reference(paths: Sequence[Path], pool: Any, chunk: int) -> dict[str, Any]:
         "max": [max(v for v, h in enumerate(ch) if h) for ch in channels],
         "mean": [float(Fraction(s, n * 255)) for s in sums],
         "std": std,
+        "variance": [float(Fraction(n * q - s * s, (n * 255) ** 2))
+                     for s, q in zip(sums, squares, strict=True)],
+        "histogram": {"bins": 256, "encoding": "dense", "counts": channels},
     }
 
 
@@ -250,9 +256,10 @@ def _mb(kilobytes: Iterable[int]) -> list[float]:
 
 #: The probe, loaded in every worker (a ``distributed.worker.preload``) and every decode
 #: sandbox child (as ``sitecustomize``, found through PYTHONPATH, which the worker hands on):
-#: times decode and moments calls, samples resident memory while an image is decoded
+#: times decode and histogram calls, samples resident memory while an image is decoded
 #: (``ru_maxrss`` would not do: it keeps the peak of the forked parent from before the
-#: worker's exec), and writes the figures to OUT/<role>-PID.json when the process ends.
+#: worker's exec), and writes the figures to OUT/<role>-PID.json every 64 images and when the
+#: process ends (a sandbox is killed with its worker: it may not reach its end).
 PROBE = """
 import atexit, json, os, resource, time
 
@@ -266,15 +273,17 @@ def _rss():
 
 
 def write():
-    with open(os.path.join(OUT, "%s-%d.json" % (_stats["role"], os.getpid())), "w") as f:
+    path = os.path.join(OUT, "%s-%d.json" % (_stats["role"], os.getpid()))
+    with open(path + ".tmp", "w") as f:
         json.dump(_stats, f)
+    os.replace(path + ".tmp", path)  # a reader never sees half a file
 
 
 def install(role):
     import pipeline.run.scan as scan
 
     _stats["role"] = role
-    decode, from_pixels = scan.decode, scan.from_pixels
+    decode, from_pixels = scan.decode, scan.summarize
     clock = time.perf_counter
 
     def timed_decode(*args, **kwargs):
@@ -299,8 +308,10 @@ def install(role):
                 _stats["first_moments"] = elapsed  # includes loading the compiled kernel
             _stats["moments"] += elapsed
             _stats["images"] += 1
+            if _stats["images"] % 64 == 0:
+                write()
 
-    scan.decode, scan.from_pixels = timed_decode, timed_from_pixels
+    scan.decode, scan.summarize = timed_decode, timed_from_pixels
     _stats["start_rss"] = _stats["peak_rss"] = _rss()
     atexit.register(write)
 """
@@ -367,6 +378,7 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
             break
         time.sleep(0.1)
     task_seconds = document["run"]["task_seconds"]
+    record = run_dir / "stats" / str(document.get("record"))
     first = [round(r.get("first_moments", 0.0), 2) for r in reports]
     decode_cpu = sum(r["decode_cpu"] for r in reports)
     moments = sum(r["moments"] for r in reports)
@@ -379,6 +391,9 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         "task_seconds": task_seconds,
         "moments_share": moments / task_seconds if task_seconds else float("nan"),
         "decode_share": decode / task_seconds if task_seconds else float("nan"),
+        "histogram_vs_decode": moments / decode if decode else float("nan"),
+        "record_bytes_per_file": record.stat().st_size / document["files"]["count"]
+        if record.is_file() else float("nan"),
         "peak_rss_mb": {
             role: _mb(r["peak_rss"] // 1024 for r in reports if r["role"] == role)
             for role in ("worker", "sandbox")
@@ -460,8 +475,9 @@ def profile_scan(folder: Path, files: int) -> str:
 
 HEADER = (
     "| corpus | run | images | wall s | images/s | MP/s | wall / baseline | speed vs baseline "
-    "| moments / decode share of task time | peak RSS per process, MB | exactness |\n"
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    "| histogram / decode share of task time (histogram / decode) | record bytes per file "
+    "| peak RSS per process, MB | exactness |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
 )
 
 
@@ -469,9 +485,11 @@ def row(corpus: str, name: str, run: dict[str, Any], baseline: dict[str, Any], e
     """One table row; ratios are against ``baseline``'s wall time on the same files."""
     wall = run["wall"]
     ratio = wall / baseline["wall"]
-    share = ""
+    share = record = ""
     if "moments_share" in run:
-        share = f"{run['moments_share']:.1%} / {run['decode_share']:.1%}"
+        share = (f"{run['moments_share']:.1%} / {run['decode_share']:.1%} "
+                 f"({run['histogram_vs_decode']:.1%})")
+        record = f"{run['record_bytes_per_file']:,.0f}"
     peaks = run["peak_rss_mb"]
     if isinstance(peaks, dict):  # imgstats: each worker and its decode sandbox
         rss = "; ".join(
@@ -483,8 +501,8 @@ def row(corpus: str, name: str, run: dict[str, Any], baseline: dict[str, Any], e
         rss = ", ".join(f"{m:.0f}" for m in peaks)
     return (
         f"| {corpus} | {name} | {run['images']} | {wall:.2f} | {run['images'] / wall:,.0f} | "
-        f"{run['pixels'] / wall / 1e6:,.1f} | {ratio:.2f} | {1 / ratio:.2f} | {share} | {rss} "
-        f"| {exact} |"
+        f"{run['pixels'] / wall / 1e6:,.1f} | {ratio:.2f} | {1 / ratio:.2f} | {share} | {record} "
+        f"| {rss} | {exact} |"
     )
 
 
@@ -525,7 +543,7 @@ def bench_corpus(
             rows.append(row(tag, name, single, baseline, verdict(single["document"], expected)))
             rows.append(
                 f"| {tag} | scaling: throughput 2 workers / 1 worker | | | | | | "
-                f"{single['wall'] / result['wall']:.2f} | | | |"
+                f"{single['wall'] / result['wall']:.2f} | | | | |"
             )
     return rows
 

@@ -40,7 +40,7 @@ OWNERS = {
     "PIL": ("pipeline.decode",),
     "simplejpeg": ("pipeline.decode",),
     "imagecodecs": ("pipeline.decode",),
-    "numba": ("pipeline.core.kernels",),
+    "numba": ("pipeline.core.kernels", "pipeline.core.compiled"),
     "pyarrow": ("pipeline.store.record",),
     "yaml": ("pipeline.config",),
     "tqdm": ("pipeline.cli",),
@@ -108,7 +108,8 @@ def test_the_config_imports_nothing_heavy():
     loaded = loaded_by("import pipeline.config")
     assert loaded["heavy"] == []
     assert loaded["pipeline"] == ["pipeline", "pipeline._version", "pipeline.config",
-                                  "pipeline.core", "pipeline.core.keys", "pipeline.errors"]
+                                  "pipeline.core", "pipeline.core.groups", "pipeline.core.keys",
+                                  "pipeline.errors"]
 
 
 def test_reading_stats_loads_no_dask_no_decoders():

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import load_stats
 from pipeline.cli.main import _parser, main
 from pipeline.config import JobConfig, load_config_file
 from pipeline.errors import UsageError
@@ -100,16 +101,30 @@ def test_show_table_and_normalize_line_round_trip(two_versions, imgstats):
     store = two_versions["store"]
     doc = json.loads((store / "latest.json").read_text())
     shown = ok(imgstats("show", str(store)))
-    rows = [line.split() for line in shown.stdout.splitlines()]
-    assert [row[0] for row in rows if row and row[0] in ("R", "G", "B")] == ["R", "G", "B"]
+    lines = shown.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines)
+                 if line.split()[:3] == ["channel", "mean", "std"])
+    rows = [line.split() for line in lines[first + 1 : first + 4]]
+    assert [row[0] for row in rows] == ["R", "G", "B"]
     [(mean_text, std_text)] = NORMALIZE_RE.findall(shown.stdout)
     mean, std = ast.literal_eval(mean_text), ast.literal_eval(std_text)
     # Exactly the stats file's floats, not rounded copies.
     assert mean == doc["mean"] and std == doc["std"]
     assert all(type(v) is float for v in mean + std)
     # The table prints the same digits as the Normalize call.
-    table = {row[0]: row[1:3] for row in rows if row and row[0] in ("R", "G", "B")}
+    table = {row[0]: row[1:3] for row in rows}
     assert [table[c] for c in "RGB"] == [[repr(m), repr(s)] for m, s in zip(mean, std, strict=True)]
+    # The distribution: raw p1, p50, p99 and the shares at 0 and 255, per channel.
+    spread = next(i for i, line in enumerate(lines) if line.split()[:4] == ["channel", "p1", "p50",
+                                                                             "p99"])
+    assert lines[spread].split()[4:] == ["at", "0", "at", "255"]
+    stats = load_stats(str(store))
+    for c, line in enumerate(lines[spread + 1 : spread + 4]):
+        cells = line.split()
+        assert cells[0] == "RGB"[c]
+        assert [int(v) for v in cells[1:4]] == [stats.quantile(q)[c] for q in (0.01, 0.5, 0.99)]
+        assert cells[4] == f"{100 * stats.share_at(0)[c]:.4g}%"
+        assert cells[5] == f"{100 * stats.share_at(255)[c]:.4g}%"
     assert max(len(line) for line in shown.stdout.splitlines()) <= 100
 
 

@@ -88,18 +88,20 @@ SCENARIOS = {
 }
 
 
+@pytest.mark.parametrize("group_by", [None, "dir"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_incremental_equals_full_run(tmp_path, run, scenario):
+def test_incremental_equals_full_run(tmp_path, run, scenario, group_by):
     change, expected_read, expected_removed = SCENARIOS[scenario]
     make_dataset(tmp_path / "images")
-    first = run()
+    first = run(group_by=group_by)
     assert first.stats.document["run"]["files_read"] == 12
     change(tmp_path / "images")
-    second = run()
+    second = run(group_by=group_by)
     assert second.written and second.stats.version == 2 and second.stats.parent == 1
     assert second.stats.document["run"]["files_read"] == expected_read
     assert second.stats.document["run"]["files_removed"] == expected_removed
-    check_equals_full_run(tmp_path, run, second)
+    assert ("groups" in second.stats.document) == (group_by is not None)
+    check_equals_full_run(tmp_path, run, second, group_by=group_by)
 
 
 def test_fixed_corrupt_file_is_counted_next_run(tmp_path, run):
@@ -153,24 +155,30 @@ def test_record_holds_exact_rows(tmp_path, run):
     record = FileRecord.from_bytes((tmp_path / "stats" / name).read_bytes())
     rows = record.rows()
     assert [r.entry.path for r in rows] == sorted(r.entry.path for r in rows)
-    assert sum(r.moments.count for r in rows) == result.stats.pixel_count
+    assert sum(r.histogram.count for r in rows) == result.stats.pixel_count
+    total = sum(r.histogram.counts for r in rows)
+    assert np.array_equal(total, result.stats.histogram)
     for channel in range(3):
-        assert sum(r.moments.sum[channel] for r in rows) == result.stats.document["sum"][channel]
-        assert (sum(r.moments.sum_sq[channel] for r in rows)
+        assert sum(r.histogram.moments().sum[channel] for r in rows) == \
+            result.stats.document["sum"][channel]
+        assert (sum(r.histogram.moments().sum_sq[channel] for r in rows)
                 == result.stats.document["sum_sq"][channel])
 
 
-def test_record_sums_beyond_int64_round_trip():
+def test_record_histograms_round_trip_at_any_size():
+    """Counts near int64's limit, 16-bit values at both ends: stored sparse, read back whole."""
     from pipeline.core.files import FileEntry
+    from pipeline.core.histogram import Histogram
     from pipeline.core.keys import Layout
-    from pipeline.core.moments import Moments
     from pipeline.store.record import FileRow
 
-    huge = 2**70 + 12345
-    moments = Moments(2**40, (huge,), (huge * huge,), (0,), (65535,))
-    row = FileRow(FileEntry("a.png", 1, "t"), Layout("L", "uint16"), moments, True)
+    counts = np.zeros((2, 65536), np.int64)
+    counts[0, [0, 1, 65535]] = [2**62, 3, 2**40]
+    counts[1, 32768] = 2**62 + 2**40 + 3
+    row = FileRow(FileEntry("a.png", 1, "t"), Layout("LA", "uint16"), Histogram(counts), True)
     [back] = FileRecord.from_bytes(FileRecord.from_rows([row]).to_bytes()).rows()
     assert back == row
+    assert back.histogram.moments().sum[0] == 2**40 * 65535 + 3
 
 
 def test_killed_client_leaves_store_untouched(tmp_path, run, scheduler):
@@ -228,7 +236,7 @@ def test_incremental_on_s3_store(tmp_path, s3, scheduler):
 @pytest.mark.parametrize("damage", [
     lambda doc: doc["files"].pop("count"),  # an older or hand-edited file
     lambda doc: doc["provenance"].pop("include"),
-    lambda doc: doc.update(sum=[str(v) for v in doc["sum"]]),
+    lambda doc: doc["histogram"]["counts"][0].__setitem__(0, doc["pixel_count"] + 1),
     lambda doc: doc.update(record="../../dev/zero"),  # not a name the store makes
     lambda doc: doc.update(files="all of them"),
 ])

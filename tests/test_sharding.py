@@ -25,6 +25,7 @@ from pipeline.config import (
     ScanOptions,
 )
 from pipeline.core.files import FileEntry, make_shards
+from pipeline.core.histogram import Histogram
 from pipeline.core.keys import Layout, ResultKey
 from pipeline.core.moments import Moments
 from pipeline.errors import InputError, NoImagesError, SourceNotFoundError
@@ -149,9 +150,10 @@ def one_shard_result(corpus, client):
 
 def _as_reference(result) -> Reference:
     """A ScanResult's single layout, finalised, in the reference's terms."""
-    [(key, moments)] = result.summaries.items()
+    [(key, summary)] = result.summaries.items()
     assert key == ResultKey("", Layout("RGB", "uint8"))
-    mean, std = moments.finalize(255)
+    moments = summary.moments()
+    mean, std, variance = summary.finalize(255)
     return Reference(
         result.images[key],
         moments.count,
@@ -162,6 +164,7 @@ def _as_reference(result) -> Reference:
         mean,
         std,
         255,
+        variance=variance,
     )
 
 
@@ -197,9 +200,12 @@ def test_run_scan_rows_match_reference_per_file(corpus, client):
         row = rows[entry.path]
         assert str(row.layout) == "RGB uint8"
         assert row.entry == entry
-        got = row.moments
+        got = row.histogram.moments()
         assert (got.count, got.sum, got.sum_sq) == (ref.pixel_count, ref.sum, ref.sum_sq)
         assert (got.min, got.max) == (ref.min, ref.max), entry.path
+        assert [dict(c) for c in ref.histogram] == [
+            {v: int(n) for v, n in enumerate(row) if n} for row in row.histogram.counts
+        ]
 
 
 # --- shards of very different sizes --------------------------------------------------------------
@@ -469,7 +475,9 @@ def test_compute_missing_source_is_input_error(tmp_path, scheduler):
 
 
 def test_moments_type_is_exact_in_scan(one_shard_result):
-    """The merged result holds exact integer moments, not floats."""
-    [moments] = one_shard_result.summaries.values()
+    """The merged result holds an exact histogram, whose moments are Python integers."""
+    [summary] = one_shard_result.summaries.values()
+    assert isinstance(summary, Histogram) and summary.counts.dtype == np.int64
+    moments = summary.moments()
     assert isinstance(moments, Moments)
     assert all(type(v) is int for v in (*moments.sum, *moments.sum_sq))

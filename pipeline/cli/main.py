@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         "--decode-timeout", type=float, metavar="SECONDS",
         help="skip a file whose decode takes longer (0: no limit, decode in the worker process)",
     )
+    option("--group-by", metavar="SPEC",
+           help="also per group: dir (first folder), dir:N (first N folders) or re:PATTERN "
+           "(its first capture group)")
     option("--unsafe-store", action="store_true",
            help="write to a store that cannot create files exclusively")
     option("--full", action="store_true", help="read every file again")
@@ -111,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the stats file itself")
     show.add_argument("--skipped", action="store_true",
                       help="list every skipped file and why, one per line")
+    show.add_argument("--group", metavar="NAME", help="one group's stats (runs with --group-by)")
     show.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
 
     history = commands.add_parser("history", parents=[common], help="one line per version")

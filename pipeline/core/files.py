@@ -50,8 +50,14 @@ class FileSet:
 
     def remove(self, entry: FileEntry) -> FileSet:
         """The set without ``entry`` (which must be in it)."""
+        return self.subtract(FileSet(1, entry.size, _entry_digest(entry)))
+
+    def subtract(self, other: FileSet) -> FileSet:
+        """The set without ``other``'s files (which must all be in it)."""
         return FileSet(
-            self.count - 1, self.nbytes - entry.size, (self.digest - _entry_digest(entry)) % 2**128
+            self.count - other.count,
+            self.nbytes - other.nbytes,
+            (self.digest - other.digest) % 2**128,
         )
 
     def merge(self, other: FileSet) -> FileSet:

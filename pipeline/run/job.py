@@ -147,9 +147,11 @@ def find_previous(
         and basis.include == config.include
         and basis.exclude == config.exclude
         and basis.max_image_pixels == config.max_image_pixels
+        and basis.group_by == config.group_by
     )
     if not same:
-        log.info("full run: version %d was built from another source, mode or filters", version)
+        log.info("full run: version %d was built from another source, mode, filters or "
+                 "groups", version)
         return None
     if basis.record is None:
         log.info("full run: version %d has no per-file record", version)
@@ -159,7 +161,7 @@ def find_previous(
     except (FileNotFoundError, StatsFileError) as exc:
         log.warning("full run: the record of version %d cannot be read (%s)", version, exc)
         return None
-    if len(record) != basis.files.count:
+    if len(record) != sum(part.files.count for part in basis.parts.values()):
         log.warning("full run: the record of version %d does not match its stats", version)
         return None
     return Previous(stats, basis, record)
@@ -228,12 +230,12 @@ def combine(
 ) -> Outcome:
     """Step 4: what was kept, what was read and what could not be listed, merged and checked."""
     carried = (
-        incremental.carry_over(previous.basis, previous.record, planned)
+        incremental.carry_over(previous.basis, previous.record, planned, config.scan_options)
         if previous is not None
         else ScanResult()
     )
     result = carried.merge(scanned.result).merge(ScanResult(skipped=listing.unlisted))
-    key = check(result, config, len(listing.entries), store.url)
+    layout = check(result, config, len(listing.entries), store.url)
     requests = scanned.result.retries + sum(count.value for count in retries)
     run = {
         "files_read": len(planned.to_read),
@@ -246,7 +248,7 @@ def combine(
         "task_seconds": round(scanned.result.seconds, 3),
         "retries": {"storage_requests": requests, "tasks": scanned.result.task_retries},
     }
-    return Outcome(config, source.url, key, result, run)
+    return Outcome(config, source.url, layout, result, run)
 
 
 def publish(
