@@ -265,7 +265,7 @@ def test_shipped_configs_load():
     cluster = JobConfig.from_mapping(load_config_file(str(ROOT / "configs" / "cluster.yaml")))
     assert cluster.scheduler == "tcp://dask-scheduler.internal:8786"
     assert cluster.source.startswith("s3://") and cluster.out.startswith("s3://")
-    assert cluster.split_every == 16 and cluster.workers is None
+    assert cluster.segment_files == 64 and cluster.workers is None
     assert cluster.decode_timeout == 120.0
     assert cluster.source_options["anon"] is False
     assert cluster.store_options["endpoint_url"].startswith("https://")
@@ -338,7 +338,7 @@ BAD_CONFIGS = {
     "bad mode": ("source: /data\nout: /stats\nmode: RGB\n", "mode"),
     "bad on_error": ("source: /data\nout: /stats\non_error: ignore\n", "on_error"),
     "negative max_errors": ("source: /data\nout: /stats\nmax_errors: -1\n", "max_errors"),
-    "split_every 1": ("source: /data\nout: /stats\nsplit_every: 1\n", "split_every"),
+    "segment_files 0": ("source: /data\nout: /stats\nsegment_files: 0\n", "segment_files"),
     "decode_timeout as text": ("source: /data\nout: /stats\ndecode_timeout: 1m\n",
                                "decode_timeout"),
     "negative decode_timeout": ("source: /data\nout: /stats\ndecode_timeout: -1\n",
@@ -432,7 +432,7 @@ def test_help_shows_every_default(capsys, keep_logging):
     code, out, _ = run_main(capsys, "compute", "--help")
     assert code == 0
     text = " ".join(out.split())
-    for option, default in [("--mode", "rgb"), ("--on-error", "skip"), ("--split-every", "8"),
+    for option, default in [("--mode", "rgb"), ("--on-error", "skip"),
                             ("--decode-timeout", "60.0"), ("--scheduler-timeout", "10.0"),
                             ("--max-image-pixels", "89478485"), ("--workers", "none")]:
         assert re.search(rf"{option} \S+ .*?\(default: {re.escape(default)}\)", text), option
@@ -493,3 +493,12 @@ def test_show_names_skipped_files_and_lists_them_all(tmp_path, imgstats, schedul
     assert f"  ... and 3 more (`imgstats show {store} --skipped` lists them all)" in shown
     listed = ok(imgstats("show", str(store), "--skipped")).stdout.splitlines()
     assert listed == [f"{name!r}: not an image Pillow can identify" for name in sorted(names)]
+
+
+def test_a_retired_key_is_a_warning_not_an_error(tmp_path, caplog):
+    config = tmp_path / "old.yaml"
+    config.write_text("source: /data\nout: /stats\nsplit_every: 16\n")
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        loaded = JobConfig.from_mapping(load_config_file(str(config)), f"config {config}")
+    assert loaded.source == "/data"
+    assert "'split_every' has no effect any more" in caplog.text

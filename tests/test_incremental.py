@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,10 @@ import pytest
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
+from pipeline.fs.location import resolve
+from pipeline.store import open_store
 from pipeline.store.record import FileRecord
+from pipeline.store.segments import read_record
 
 from conftest import ROOT
 
@@ -151,9 +155,10 @@ def test_record_holds_exact_rows(tmp_path, run):
     make_dataset(tmp_path / "images")
     result = run()
     name = result.stats.document["record"]
-    assert name == "v000001.files.parquet"
-    record = FileRecord.from_bytes((tmp_path / "stats" / name).read_bytes())
-    rows = record.rows()
+    assert re.fullmatch(r"manifests/[0-9a-f]{32}\.parquet", name)
+    store = open_store(resolve(str(tmp_path / "stats")))
+    rows = [row for segment in read_record(store, name) for row in segment.rows()]
+    assert len(rows) == 12
     assert [r.entry.path for r in rows] == sorted(r.entry.path for r in rows)
     assert sum(r.histogram.count for r in rows) == result.stats.pixel_count
     total = sum(r.histogram.counts for r in rows)
@@ -223,7 +228,8 @@ def test_incremental_on_s3_store(tmp_path, s3, scheduler):
     second = compute()
     assert second.stats.document["run"]["files_read"] == 1
     assert second.stats.document["run"]["files_removed"] == 1
-    assert fs.exists("imgstats-test/stats/v000002.files.parquet")
+    assert fs.exists(f"imgstats-test/stats/{second.stats.document['record']}")
+    assert second.stats.document["run"]["record"]["segments_written"] >= 1
     fresh = compute_stats(JobConfig(source=str(folder), out=str(tmp_path / "fresh"),
                                     scheduler=scheduler))
     assert content(second.stats.document) == content(fresh.stats.document)

@@ -28,17 +28,18 @@ from pipeline.core.files import FileEntry, make_shards
 from pipeline.core.histogram import Histogram
 from pipeline.core.keys import Layout, ResultKey
 from pipeline.core.moments import Moments
+from pipeline.core.result import ScanResult, merge_results
 from pipeline.errors import InputError, NoImagesError, SourceNotFoundError
 from pipeline.fs.listing import list_images
 from pipeline.fs.location import resolve
-from pipeline.run.graph import run_scan
+from pipeline.run.graph import stream_scans
 from pipeline.run.job import SHARDS_PER_THREAD
 from pipeline.store.record import FileRecord
 
 from reference import Reference, pil_pixels, reference_stats
 
 #: Keys that legitimately differ between two runs over the same data.
-RUN_KEYS = ("created", "run", "version")
+RUN_KEYS = ("created", "run", "version", "record")
 #: Options of ``run_scan`` as ``imgstats compute`` passes them, decoding in the worker itself.
 IN_PROCESS = ScanOptions("rgb", DEFAULT_MAX_IMAGE_PIXELS, decode_timeout=0)
 
@@ -114,13 +115,13 @@ def baseline(corpus, cluster, tmp_path_factory):
 # --- compute_stats: shard limits and fan-in -----------------------------------------------------
 
 
-@pytest.mark.parametrize("split_every", [2, 3, 8])
+@pytest.mark.parametrize("segment_files", [1, 5, 32])
 @pytest.mark.parametrize("shard_files", [1, 7, 10**9])
 def test_compute_same_document_for_any_split(
-    shard_files, split_every, corpus, baseline, tmp_path, scheduler
+    shard_files, segment_files, corpus, baseline, tmp_path, scheduler
 ):
     root, ref = corpus
-    doc = compute(root, tmp_path, scheduler, shard_files=shard_files, split_every=split_every)
+    doc = compute(root, tmp_path, scheduler, shard_files=shard_files, segment_files=segment_files)
     assert comparable(doc) == comparable(baseline)
     assert_reference(doc, ref)
     if shard_files == 1:
@@ -129,7 +130,15 @@ def test_compute_same_document_for_any_split(
         assert 1 <= doc["run"]["shards"] < ref.image_count
 
 
-# --- run_scan with hand-made shards: 1 file, 7 files, everything in one shard -----------------
+# --- stream_scans with hand-made shards: 1 file, 7 files, everything in one shard -------------
+
+
+def run_scan(client, location, shards, options, window, reverse=False) -> ScanResult:
+    """Every shard scanned, at most ``window`` at once, and the results merged in the order
+    they arrived (or its reverse)."""
+    results = [r for _, r in stream_scans(client, location, options,
+                                          ((s.index, s) for s in shards), window)]
+    return merge_results(reversed(results) if reverse else results)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +154,7 @@ def one_shard_result(corpus, client):
     entries = list_images(location.filesystem(), location.path)
     shards = make_shards(entries, max_bytes=10**12, max_files=10**9, min_shards=1)
     assert len(shards) == 1
-    return run_scan(client, location, shards, IN_PROCESS, split_every=2)
+    return run_scan(client, location, shards, IN_PROCESS, window=1)
 
 
 def _as_reference(result) -> Reference:
@@ -168,17 +177,17 @@ def _as_reference(result) -> Reference:
     )
 
 
-@pytest.mark.parametrize("split_every", [2, 3, 8])
+@pytest.mark.parametrize("window,reverse", [(1, False), (3, True), (8, False), (8, True)])
 @pytest.mark.parametrize("files_per_shard", [1, 7, 10**9])
 def test_run_scan_same_moments_for_any_split(
-    files_per_shard, split_every, corpus, client, one_shard_result
+    files_per_shard, window, reverse, corpus, client, one_shard_result
 ):
     root, ref = corpus
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
     shards = make_shards(entries, max_bytes=10**12, max_files=files_per_shard, min_shards=1)
     assert len(shards) == math.ceil(len(entries) / min(files_per_shard, len(entries)))
-    result = run_scan(client, location, shards, IN_PROCESS, split_every=split_every)
+    result = run_scan(client, location, shards, IN_PROCESS, window, reverse)
     assert result.summaries == one_shard_result.summaries
     assert result.images == one_shard_result.images
     assert result.files == one_shard_result.files
@@ -192,8 +201,10 @@ def test_run_scan_rows_match_reference_per_file(corpus, client):
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
     shards = make_shards(entries, max_bytes=10**12, max_files=5, min_shards=1)
-    result = run_scan(client, location, shards, IN_PROCESS, split_every=3)
-    rows = {row.entry.path: row for row in FileRecord.from_blocks(result.rows).rows()}
+    result = run_scan(client, location, shards, IN_PROCESS, window=3)
+    rows = {row.entry.path: row for row in FileRecord.from_parts(result.rows).rows()}
+    assert all(len(FileRecord.from_bytes(part.data)) <= IN_PROCESS.segment_files
+               for part in result.rows)
     assert sorted(rows) == [e.path for e in entries]
     for entry in entries:
         ref = rgb_reference([root / entry.path])
@@ -232,13 +243,10 @@ def lopsided(tmp_path_factory):
     return root, reference_stats([a.tolist() for a in arrays], 255)
 
 
-@pytest.mark.parametrize("split_every", [2, 3])
 @pytest.mark.parametrize("shard_bytes", [1, 1000])
-def test_uneven_shards_are_weighted(
-    shard_bytes, split_every, lopsided, tmp_path, scheduler, client
-):
+def test_uneven_shards_are_weighted(shard_bytes, lopsided, tmp_path, scheduler, client):
     root, ref = lopsided
-    doc = compute(root, tmp_path, scheduler, shard_bytes=shard_bytes, split_every=split_every)
+    doc = compute(root, tmp_path, scheduler, shard_bytes=shard_bytes)
     assert_reference(doc, ref)
     # the split the run really used, rebuilt: uneven, so an unweighted merge would be wrong
     location = resolve(str(root))
@@ -255,9 +263,8 @@ def test_uneven_shards_are_weighted(
         weighted = sum(r.sum[c] for r in shard_refs) / (ref.pixel_count * 255)
         assert weighted == ref.mean[c] == doc["mean"][c]
     # and the same numbers as everything in one shard
-    one = run_scan(
-        client, location, make_shards(entries, 10**12, 10**9, min_shards=1), IN_PROCESS, 2
-    )
+    one = run_scan(client, location, make_shards(entries, 10**12, 10**9, min_shards=1),
+                   IN_PROCESS, window=2)
     assert _as_reference(one) == ref
 
 

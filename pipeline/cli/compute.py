@@ -45,10 +45,14 @@ class _ProgressBar:
         self._bar: Any = None
 
     def begin(self, files: int) -> None:
-        from tqdm import tqdm
+        """``files`` more to read: the total grows as the run plans its shards."""
+        if self._bar is None:
+            from tqdm import tqdm
 
-        self._bar = tqdm(total=files, unit=" files", desc="imgstats", file=sys.stderr,
-                         dynamic_ncols=True, leave=False, smoothing=0.1)
+            self._bar = tqdm(total=0, unit=" files", desc="imgstats", file=sys.stderr,
+                             dynamic_ncols=True, leave=False, smoothing=0.1)
+        self._bar.total += files
+        self._bar.refresh()
 
     def advance(self, files: int) -> None:
         if self._bar is not None:

@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     option("--exclude", action="append", metavar="GLOB", help="drop matching paths")
     compute.add_argument("--source-options", metavar="JSON", help="fsspec options for SOURCE")
     compute.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
-    option("--split-every", type=int, metavar="N", help="tree reduction fan-in")
+    compute.add_argument("--split-every", type=int, help=argparse.SUPPRESS)  # retired: no effect
     option("--max-image-pixels", type=int, metavar="N", help="decompression bomb limit")
     option(
         "--decode-timeout", type=float, metavar="SECONDS",

@@ -12,7 +12,7 @@ from .histogram import AnySummary, Histogram
 from .keys import ResultKey
 from .moments import FloatMoments
 
-__all__ = ["ScanResult", "Skip", "merge_results", "merge_summaries"]
+__all__ = ["RecordPart", "ScanResult", "Skip", "merge_results", "merge_summaries"]
 
 
 @dataclass(frozen=True, order=True)
@@ -21,6 +21,17 @@ class Skip:
 
     path: str
     error: str
+
+
+@dataclass(frozen=True)
+class RecordPart:
+    """A contiguous run of a per-file record, encoded (the bytes of one segment file), with
+    what the manifest says of it: its first and last path and its files."""
+
+    first: str
+    last: str
+    files: FileSet
+    data: bytes = field(repr=False)
 
 
 def merge_summaries(a: AnySummary, b: AnySummary) -> AnySummary:
@@ -47,8 +58,8 @@ class ScanResult:
     """Merged summaries and image counts per :class:`~pipeline.core.keys.ResultKey`, the
     counted files per group, and what was skipped.
 
-    ``rows`` holds each shard's per-file record as an opaque block (from
-    :meth:`~pipeline.store.record.FileRecord.to_block`): incremental runs need them.
+    ``rows`` holds the files' per-file record, cut into segments (:class:`RecordPart`,
+    from :meth:`~pipeline.store.record.FileRecord.parts`): incremental runs need them.
     """
 
     summaries: dict[ResultKey, AnySummary] = field(default_factory=dict)
@@ -56,7 +67,7 @@ class ScanResult:
     high_bit_depth: int = 0
     skipped: tuple[Skip, ...] = ()
     files: dict[str, FileSet] = field(default_factory=dict)  # by group
-    rows: tuple[bytes, ...] = ()
+    rows: tuple[RecordPart, ...] = ()
     bytes_read: int = 0
     seconds: float = 0.0
     retries: int = 0  # storage requests sent again (see :mod:`pipeline.fs.retries`)

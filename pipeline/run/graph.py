@@ -1,149 +1,122 @@
-"""The Dask graph of a scan: one task per shard, a tree of merges, only the result comes back.
+"""Scan tasks on the cluster, streaming: shards are submitted as they come, at most a window of
+them at once, and each result comes back as its task finishes.
 
-One task per shard returns that shard's :class:`~pipeline.core.result.ScanResult`; merge tasks
-combine ``split_every`` results at a time until one is left, and only that one comes back
-to the client. Shards are submitted in batches that each stay far below distributed's
-"large graph" threshold, so a million-file listing never goes to the scheduler as one message.
+One task per shard returns that shard's :class:`~pipeline.core.result.ScanResult` (its
+summaries per group and layout, its skips, its record segments); the caller merges results as
+they arrive, exactly, in any order. Shards are pulled from their iterator only when the window
+has room, so the listing, the shards and the results all stream: the client holds at most a
+window of shards, whatever the size of the collection.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
-import dask
-from dask.utils import parse_bytes
 from distributed import Client, Future, as_completed
 
 from ..config import ScanOptions
 from ..core.files import Shard
-from ..core.result import ScanResult, merge_results
+from ..core.result import ScanResult
 from ..errors import ImgstatsError
 from ..fs.location import Location
 from .sandbox import scan_in_sandbox
 from .scan import scan_shard
 
-__all__ = ["OnFilesDone", "run_scan", "submit_scan"]
+__all__ = ["TASK_RETRIES", "stream_scans"]
 
 log = logging.getLogger(__name__)
 
 #: Task retries: a transient read error that outlasts the in-task retries fails the task,
 #: and Dask runs it again (on any worker) this many times before the run fails.
 TASK_RETRIES = 2
-#: Each graph submission carries at most this fraction of distributed's large-graph warning
-#: threshold (``distributed.admin.large-graph-warning-threshold``, 10 MB by default).
-SUBMIT_BATCH_FRACTION = 0.25
-#: Estimated pickled bytes of a listing entry beyond its path and token.
-_ENTRY_OVERHEAD_BYTES = 40
+#: Finished tasks whose retries are counted on the scheduler in one call, before release.
+_COUNT_EVERY = 256
 
-#: Called with the number of files of each shard as its scan finishes (progress display).
-OnFilesDone = Callable[[int], None]
+T = TypeVar("T")
 
 
-def run_scan(
+class Retries:
+    """Task retries, counted on the scheduler for finished tasks before they are released."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.count = 0
+        self._done: list[Future[Any]] = []
+
+    def finished(self, future: Future[Any]) -> None:
+        self._done.append(future)
+        if len(self._done) >= _COUNT_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        def count(keys: list[str], allowed: int, dask_scheduler: Any = None) -> int:
+            tasks = dask_scheduler.tasks
+            return sum(allowed - tasks[key].retries for key in keys if key in tasks)
+
+        done, self._done = self._done, []
+        if not done:
+            return
+        try:  # a nested function travels by value: the scheduler needs no imgstats installed
+            self.count += int(self.client.run_on_scheduler(count, [f.key for f in done],
+                                                           TASK_RETRIES))
+        except Exception as exc:
+            log.debug("cannot count task retries: %s", exc)
+        for future in done:
+            future.release()
+
+
+def stream_scans(
     client: Client,
     location: Location,
-    shards: Sequence[Shard],
     options: ScanOptions,
-    split_every: int,
-    on_files_done: OnFilesDone | None = None,
-) -> ScanResult:
-    """Scan every shard on the cluster and tree-reduce the results to one.
-
-    ``on_files_done(n)`` is called (in this thread) as each shard of ``n`` files is scanned.
-    """
-    if not shards:
-        return ScanResult()
-    scans, final = submit_scan(client, location, shards, options, split_every)
-    try:
-        if on_files_done is not None:
-            sizes = {scan.key: len(shard.files) for scan, shard in zip(scans, shards, strict=True)}
-            for scan in as_completed(scans, loop=client.loop):
-                on_files_done(sizes[scan.key])
-        result: ScanResult = final.result()
-    except ImgstatsError:
-        raise
-    except Exception as exc:
-        raise ImgstatsError(f"run failed: {type(exc).__name__}: {exc}") from exc
-    return dataclasses.replace(result, task_retries=_task_retries(client, scans))
-
-
-def _task_retries(client: Client, futures: Sequence[Future[ScanResult]]) -> int:
-    """How many times these tasks failed and were run again (0 if the scheduler cannot say)."""
-
-    def count(keys: list[str], allowed: int, dask_scheduler: Any = None) -> int:
-        tasks = dask_scheduler.tasks
-        return sum(allowed - tasks[key].retries for key in keys if key in tasks)
-
-    try:
-        # A nested function travels by value: the scheduler needs no imgstats installed.
-        return int(client.run_on_scheduler(count, [f.key for f in futures], TASK_RETRIES))
-    except Exception as exc:
-        log.debug("cannot count task retries: %s", exc)
-        return 0
-
-
-def submit_scan(
-    client: Client,
-    location: Location,
-    shards: Sequence[Shard],
-    options: ScanOptions,
-    split_every: int,
-) -> tuple[list[Future[ScanResult]], Future[ScanResult]]:
-    """Submit the scan tasks, in batches, and the merge tree: (scan futures, final future).
+    shards: Iterable[tuple[T, Shard]],
+    window: int,
+    retries: Retries | None = None,
+) -> Iterator[tuple[T, ScanResult]]:
+    """Scan each ``(tag, shard)`` on the cluster, at most ``window`` at once, and yield
+    ``(tag, result)`` as each finishes (in no particular order).
 
     With a decode time limit (``options.decode_timeout``), each task decodes in a sandbox
     process (:mod:`pipeline.run.sandbox`): a file that hangs or crashes its decoder is skipped.
+    A task that still fails after its retries fails the run with one line.
     """
     token = uuid.uuid4().hex[:12]
     scan: Callable[..., ScanResult] = scan_in_sandbox if options.decode_timeout else scan_shard
     task = partial(scan, location, options=options)
-    scans: list[Future[ScanResult]] = []
-    for batch in _batches(shards, _batch_bytes()):
-        scans += client.map(
-            task,
-            batch,
-            key=[f"imgstats-scan-{token}-{shard.index}" for shard in batch],
-            retries=TASK_RETRIES,
-            pure=False,
-        )
-    level = scans
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        level = [
-            client.submit(
-                merge_results,
-                level[start : start + split_every],
-                key=f"imgstats-merge-{token}-{depth}-{start}",
-                pure=False,
-            )
-            for start in range(0, len(level), split_every)
-        ]
-    return scans, level[0]
+    pending = iter(shards)
+    tags: dict[str, T] = {}
+    running = as_completed([], loop=client.loop, with_results=True)
 
+    def submit(count: int) -> None:
+        for tag, shard in islice(pending, count):
+            key = f"imgstats-scan-{token}-{shard.index}"
+            tags[key] = tag
+            running.add(client.submit(task, shard, key=key, retries=TASK_RETRIES, pure=False))
 
-def _batch_bytes() -> int:
-    threshold = dask.config.get("distributed.admin.large-graph-warning-threshold", default="10MB")
-    return max(1, int(parse_bytes(threshold) * SUBMIT_BATCH_FRACTION))
-
-
-def _batches(shards: Sequence[Shard], limit: int) -> Iterator[list[Shard]]:
-    """Consecutive shards whose estimated pickled size adds up to at most ``limit`` bytes
-    (a single larger shard goes alone)."""
-    batch: list[Shard] = []
-    size = 0
-    for shard in shards:
-        cost = sum(len(e.path) + len(e.token) for e in shard.files)
-        cost += _ENTRY_OVERHEAD_BYTES * len(shard.files)
-        if batch and size + cost > limit:
-            yield batch
-            batch, size = [], 0
-        batch.append(shard)
-        size += cost
-    if batch:
-        yield batch
+    submit(window)
+    try:
+        while tags:
+            future, result = next(running)
+            tag = tags.pop(str(future.key))
+            if retries is not None:
+                retries.finished(future)
+            else:
+                future.release()
+            submit(1)  # one in, one out: the window stays full while shards remain
+            yield tag, result
+    except ImgstatsError:
+        raise
+    except Exception as exc:
+        raise ImgstatsError(f"run failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if tags:  # stopped early (an error, Ctrl-C): nothing more is wanted
+            with running.lock:
+                waiting = list(running.futures)
+            client.cancel(waiting)
+        if retries is not None:
+            retries.flush()

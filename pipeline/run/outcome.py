@@ -22,7 +22,6 @@ from ..core.result import ScanResult, merge_summaries
 from ..decode import CONVERSIONS, decoder_versions
 from ..errors import InputError, LayoutError, TooManyErrorsError
 from ..store.document import Part, build_document
-from ..store.names import record_name
 
 __all__ = ["Outcome", "check"]
 
@@ -84,6 +83,7 @@ class Outcome:
     layout: Layout
     result: ScanResult
     run: dict[str, Any]  # files read and reused, shards, retries...
+    record: str | None = None  # the per-file record's manifest
 
     @property
     def parts(self) -> dict[str, Part]:
@@ -125,7 +125,7 @@ class Outcome:
             tool_version=__version__,
             groups=self.parts if grouped else None,
             group_by=self.config.group_by,
-            record=record_name(version) if self.keeps_record and version is not None else None,
+            record=self.record if version is not None else None,
         )
 
 

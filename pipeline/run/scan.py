@@ -19,7 +19,7 @@ from ..core.files import FileEntry, FileSet, Shard
 from ..core.groups import NO_GROUP
 from ..core.histogram import AnySummary, Histogram, summarize
 from ..core.keys import Layout, ResultKey
-from ..core.result import ScanResult, Skip, merge_summaries
+from ..core.result import RecordPart, ScanResult, Skip, merge_summaries
 from ..decode import decode
 from ..errors import DecodeError
 from ..fs.location import Location
@@ -52,7 +52,7 @@ def scan_shard(
     images: Counter[ResultKey] = Counter()
     files: dict[str, FileSet] = {}
     skipped: list[Skip] = []
-    record = _Rows()
+    record = _Rows(options.segment_files)
     high = 0
     nbytes = 0
     for index, (entry, data) in enumerate(read_files(fs, location, shard.files)):
@@ -105,7 +105,8 @@ class _Rows:
     """The shard's per-file record, gathered as columns (histograms sparse at once: a 16-bit
     RGB one is 1.5 MB dense)."""
 
-    def __init__(self) -> None:
+    def __init__(self, segment_files: int) -> None:
+        self.segment_files = segment_files
         self.entries: list[FileEntry] = []
         self.layouts: list[Layout] = []
         self.high: list[bool] = []
@@ -120,13 +121,13 @@ class _Rows:
         self.bins.append(bins)
         self.counts.append(nonzero)
 
-    def blocks(self) -> tuple[bytes, ...]:
+    def blocks(self) -> tuple[RecordPart, ...]:
         if not self.entries:
             return ()
         record = FileRecord.from_columns(
             self.entries, self.layouts, self.high, self.bins, self.counts
         )
-        return (record.to_block(),)
+        return record.parts(self.segment_files)
 
 
 def _count(data: bytes, options: ScanOptions) -> tuple[Layout, AnySummary, bool] | str:

@@ -28,7 +28,7 @@ from ..core.histogram import AnySummary, Histogram
 from ..core.keys import Layout
 from ..core.moments import Moments
 from ..errors import StatsFileError
-from .names import is_record_name
+from .names import is_manifest_name
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -380,8 +380,8 @@ class Stats(GroupStats):
         doc = self.document
         provenance = _require(doc, "provenance", dict)
         record = doc.get("record")
-        if record is not None and (not isinstance(record, str) or not is_record_name(record)):
-            raise StatsFileError("stats file key 'record' is not a record name of this store")
+        if record is not None and (not isinstance(record, str) or not is_manifest_name(record)):
+            raise StatsFileError("stats file key 'record' is not a record manifest of this store")
         if not self.layout.is_integer:
             raise StatsFileError(f"{self.dtype} samples keep no exact totals")
         if self.histogram is None:

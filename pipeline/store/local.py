@@ -26,10 +26,18 @@ class LocalStore(StatsStore):
     def supports_exclusive_create(self) -> bool:
         return True
 
-    def create(self, name: str, data: bytes) -> None:
-        with self._temp_file(data) as temp:
-            os.link(temp, self.path_of(name))
-        _fsync_dir(self.location.path)
+    def create(self, name: str, data: bytes, durable: bool = True) -> None:
+        target = self.path_of(name)
+        folder = os.path.dirname(target)
+        if folder != self.location.path:
+            os.makedirs(folder, exist_ok=True)
+        with self._temp_file(data, durable) as temp:
+            os.link(temp, target)
+        if durable:
+            _fsync_dir(folder)
+
+    def sync(self) -> None:
+        os.sync()  # one flush for the files written without fsync (record segments)
 
     def publish_latest(self, version: int, data: bytes) -> None:
         # O_NOFOLLOW: a symlink planted at the lock's name does not make us create its target.
@@ -46,13 +54,14 @@ class LocalStore(StatsStore):
             os.close(lock)
 
     @contextlib.contextmanager
-    def _temp_file(self, data: bytes) -> Iterator[str]:
+    def _temp_file(self, data: bytes, durable: bool = True) -> Iterator[str]:
         temp = self.path_of(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
             with open(temp, "xb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             yield temp
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -1,11 +1,12 @@
-"""The per-file record kept beside each version: every counted file and its exact histogram.
+"""The per-file record: every counted file and its exact histogram, as Parquet tables.
 
-``v000002.files.parquet`` (:func:`~pipeline.store.names.record_name`) holds one row per
-counted file, sorted by path: its listing entry (path, size, ETag/mtime token), layout,
-whether it stores more than 8 bits per sample, and its histogram, sparse: ``bins`` lists the
-flat index ``channel * 2**bits + value`` of every value the file holds, ``counts`` how many
-samples hold it (both delta-encoded by Parquet, then zstd). Incremental runs diff the listing
-against it and take the old contributions of changed and removed files out exactly.
+A table holds one row per counted file, sorted by path: its listing entry (path, size,
+ETag/mtime token), layout, whether it stores more than 8 bits per sample, and its histogram,
+sparse: ``bins`` lists the flat index ``channel * 2**bits + value`` of every value the file
+holds, ``counts`` how many samples hold it (both delta-encoded by Parquet, then zstd). A
+version's record is a sequence of such tables, its segments (:mod:`pipeline.store.segments`);
+incremental runs diff the listing against them and take the old contributions of changed and
+removed files out exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from ..core.files import FileEntry, FileSet
 from ..core.histogram import Histogram
 from ..core.keys import Layout
+from ..core.result import RecordPart
 from ..errors import StatsFileError
 
 __all__ = ["FileRecord", "FileRow", "GroupTotals", "sparse"]
@@ -48,7 +50,6 @@ _PARQUET: dict[str, Any] = {
         "counts.list.element": "DELTA_BINARY_PACKED",
     },
 }
-_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
 @dataclass(frozen=True)
@@ -134,20 +135,25 @@ class FileRecord:
         pq.write_table(self.table, buffer, **_PARQUET)
         return buffer.getvalue()
 
-    def to_block(self) -> bytes:
-        """A compact Arrow IPC block (zstd): how a shard's rows travel through the Dask
-        reduction (bytes pickle as a copy, rows as objects would be re-pickled at every
-        merge level)."""
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, SCHEMA, options=_IPC) as writer:
-            writer.write_table(self.table)
-        return bytes(sink.getvalue().to_pybytes())
+    def parts(self, rows: int) -> tuple[RecordPart, ...]:
+        """The table (sorted by path) cut into segments of at most ``rows`` rows, each
+        encoded with what a manifest says of it."""
+        entries = self.entries()
+        parts = []
+        for start in range(0, len(entries), rows):
+            mine = entries[start : start + rows]
+            files = FileSet()
+            for entry in mine:
+                files = files.add(entry)
+            data = FileRecord(self.table.slice(start, len(mine))).to_bytes()
+            parts.append(RecordPart(mine[0].path, mine[-1].path, files, data))
+        return tuple(parts)
 
     @classmethod
-    def from_blocks(cls, blocks: Sequence[bytes]) -> FileRecord:
-        """The rows of several :meth:`to_block` blocks, sorted by path."""
-        parts = [cls(pa.ipc.open_stream(block).read_all()) for block in blocks]
-        return cls.concat(parts) if parts else cls.from_rows([])
+    def from_parts(cls, parts: Sequence[RecordPart]) -> FileRecord:
+        """The rows of several parts, sorted by path."""
+        tables = [cls.from_bytes(part.data) for part in parts]
+        return cls.concat(tables) if tables else cls.from_rows([])
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
