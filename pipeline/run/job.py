@@ -24,7 +24,7 @@ from ..store.document import Basis, Stats, dumps
 from ..store.names import record_name, version_name
 from ..store.record import FileRecord
 from . import incremental
-from .cluster import dask_client
+from .cluster import open_cluster
 from .graph import run_scan
 from .outcome import Outcome, check
 
@@ -192,17 +192,11 @@ def scan(
     if source.is_process_local and options.decode_timeout:
         log.info("%s lives in this process: decoding without a sandbox or time limit", source.url)
         options = dataclasses.replace(options, decode_timeout=0)
-    with dask_client(
-        config.scheduler_address,
-        config.workers,
-        config.threads_per_worker,
-        processes=not source.is_process_local,
-        timeout=config.scheduler_timeout,
-    ) as client:
-        threads = sum(client.nthreads().values()) or 1
-        shards = make_shards(
-            files, config.shard_bytes, config.shard_files, min_shards=threads * SHARDS_PER_THREAD
-        )
+    with open_cluster(config, processes=not source.is_process_local) as cluster:
+        shards = make_shards(files, config.shard_bytes, config.shard_files,
+                             min_shards=cluster.threads * SHARDS_PER_THREAD)
+        client = cluster.ready(len(shards))  # sized for the shards: no more jobs than needed
+        threads = cluster.threads
         log.info("decoding %d files in %d shards on %d worker threads", len(files), len(shards),
                  threads)
         if progress is not None:
