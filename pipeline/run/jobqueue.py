@@ -16,6 +16,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from distributed.core import Status
+
 from ..errors import ClusterUnavailableError
 from .sizing import JobShape
 
@@ -61,6 +63,7 @@ class Submissions:
                 except Exception as exc:
                     with submissions._lock:
                         submissions.refused.append(exc)
+                    self.status = Status.failed  # so that closing the cluster accepts it
                     raise
                 with submissions._lock:
                     submissions.job_ids.append(str(self.job_id))
@@ -78,12 +81,12 @@ class Submissions:
 
 
 def refusal(exc: BaseException) -> str:
-    """The batch system's own reason in dask-jobqueue's error for a failed submission: the last
-    line its command printed on stderr."""
+    """The batch system's own reason in dask-jobqueue's error for a failed submission: what
+    its command printed on stderr, on one line."""
     text = str(exc)
     _, found, stderr = text.rpartition("stderr:\n")
     lines = [line.strip() for line in (stderr if found else text).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    return "; ".join(dict.fromkeys(lines)) or type(exc).__name__
 
 
 def job_shape(cluster: Any) -> JobShape:

@@ -65,8 +65,12 @@ def start_cluster(
     try:
         return cls(*spec.args, **kwargs)
     except (TypeError, ValueError) as exc:  # bad arguments: cores or memory missing...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClusterUnavailableError(f"cannot start cluster {spec.name!r}: {first}") from exc
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        where = " (cluster_options, or dask's jobqueue configuration)"
+        raise ClusterUnavailableError(
+            f"cannot start cluster {spec.name!r}: {reason or type(exc).__name__}"
+            f"{where if spec.is_jobqueue else ''}"
+        ) from exc
 
 
 class Managed:
