@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks of the watcher, and between two resubmissions of ended jobs.
 WATCH_INTERVAL = 0.2
-RESUBMIT_INTERVAL = 5.0
+RESUBMIT_INTERVAL = 2.0
 #: Seconds a cluster manager may take to close.
 CLOSE_TIMEOUT = 60.0
 
@@ -44,7 +45,7 @@ def start_cluster(
     """``spec.module.spec.cls(*spec.args, **spec.kwargs)``; for dask-jobqueue, its commands are
     checked first (if ``check``) and its jobs recorded in ``submissions``."""
     try:
-        cls = getattr(importlib.import_module(spec.module), spec.cls)
+        cls = getattr(_import(spec.module), spec.cls)
     except ImportError as exc:
         extra = " (pip install 'imgstats[jobqueue]')" if spec.is_jobqueue else ""
         raise ClusterUnavailableError(
@@ -71,6 +72,18 @@ def start_cluster(
             f"cannot start cluster {spec.name!r}: {reason or type(exc).__name__}"
             f"{where if spec.is_jobqueue else ''}"
         ) from exc
+
+
+def _import(module: str) -> Any:
+    """``module``, imported without letting it change this process's SIGINT handler:
+    ``dask_jobqueue`` sets one that calls ``sys.exit()`` (exit 0, no clean-up message)."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return importlib.import_module(module)
+    finally:
+        main = threading.current_thread() is threading.main_thread()
+        if main and previous is not None and signal.getsignal(signal.SIGINT) is not previous:
+            signal.signal(signal.SIGINT, previous)
 
 
 class Managed:
