@@ -5,6 +5,9 @@ errors that need no batch system. The runs on a real Slurm are in ``test_slurm.p
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +212,29 @@ def test_a_jobqueue_cluster_without_cores_and_memory_fails_with_one_line(tmp_pat
     line = one_error_line(done, 2, empty_stdout=True)
     assert line.startswith("imgstats: error: cannot start cluster 'slurm': You must specify how "
                            "much cores and memory per job"), line
+
+
+def test_the_shipped_slurm_config_loads_and_its_job_script_is_what_it_says(tmp_path):
+    from pipeline.config import load_config_file
+
+    from conftest import ROOT
+
+    path = ROOT / "configs" / "slurm.yaml"
+    loaded = JobConfig.from_mapping(load_config_file(str(path)))
+    spec = loaded.cluster_spec
+    assert (spec.cls, spec.scale, loaded.cluster_timeout) == ("SLURMCluster", Scale(4, "jobs"),
+                                                              1800.0)
+    done = subprocess.run(  # in an empty folder, to see that the dry run leaves nothing there
+        [sys.executable, "-m", "pipeline", "compute", "--config", str(path), "--dry-run"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PATH": "/nonexistent"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "# size: 4 jobs of 2 worker(s) x 4 thread(s) each at most (fewer for fewer shards)" \
+        in lines
+    for directive in ("#SBATCH -p cpu", "#SBATCH -A vision", "#SBATCH -t 01:00:00",
+                      "#SBATCH --cpus-per-task=8", "#SBATCH --mem=15G", "#SBATCH --qos=normal"):
+        assert directive in lines, done.stdout
+    assert "--nthreads 4" in done.stdout and "--nworkers 2" in done.stdout
+    assert "--lifetime 55m --lifetime-stagger 4m --interface ib0" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # not even the jobs' log folder

@@ -11,6 +11,7 @@ exception. :func:`describe` is ``--dry-run``'s text.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -135,8 +136,13 @@ def describe(config: JobConfig) -> str:
     ]
     if not spec.is_jobqueue:
         return "\n".join(lines)
+    # A script to read needs no batch system, and its scheduler only an address to print.
+    options = {**spec.kwargs.get("scheduler_options", {}), "host": "127.0.0.1",
+               "dashboard_address": ":0"}
+    local = dataclasses.replace(spec, kwargs={**spec.kwargs, "scheduler_options": options})
+    created = _missing_folders(spec.kwargs.get("log_directory"))
     with sigint_blocked():
-        cluster = start_cluster(spec, check=False)  # a script to read needs no batch system
+        cluster = start_cluster(local, check=False)
     try:
         from .jobqueue import job_shape
 
@@ -145,10 +151,24 @@ def describe(config: JobConfig) -> str:
         sizing = size_for(spec.scale, spec.adapt, shape, planned)
         lines.append(f"# size: {sizing.describe(shape)} at most (fewer for fewer shards)")
         lines.append(f"# the script of each job ({cluster.job_cls.submit_command} SCRIPT):")
-        return "\n".join([*lines, cluster.job_script().rstrip("\n")])
+        script = cluster.job_script().replace(cluster.scheduler_address, "tcp://SCHEDULER:PORT")
+        return "\n".join([*lines, script.rstrip("\n")])
     finally:
         with contextlib.suppress(Exception):
             cluster.close()
+        for folder in created:  # dask-jobqueue makes the log folder; a dry run leaves none
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _missing_folders(path: Any) -> list[str]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing: list[str] = []
+    folder = os.path.abspath(os.path.expandvars(str(path))) if path else ""
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 @contextlib.contextmanager

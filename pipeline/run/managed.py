@@ -65,7 +65,7 @@ def start_cluster(
         kwargs.setdefault("silence_logs", logging.CRITICAL)
     try:
         return cls(*spec.args, **kwargs)
-    except (TypeError, ValueError) as exc:  # bad arguments: cores or memory missing...
+    except (TypeError, ValueError, RuntimeError, OSError) as exc:  # cores missing, bad interface
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         where = " (cluster_options, or dask's jobqueue configuration)"
         raise ClusterUnavailableError(
