@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from distributed import Client
+from distributed.utils import silence_logging_cmgr
 
 from ..config import ClusterSpec
 from ..errors import ClusterError, ClusterUnavailableError
@@ -199,21 +200,24 @@ def managed_cluster(spec: ClusterSpec, timeout: float) -> Iterator[Managed]:
     cluster: Any = None
     managed: Managed | None = None
     failed = True
-    try:
-        with sigint_blocked():  # its threads must not see the terminal's Ctrl-C
-            cluster = start_cluster(spec, submissions)
-            managed = Managed(spec, cluster, submissions, timeout)
-        yield managed
-        failed = False
-    except Exception as exc:
-        if managed is not None and managed.error is not None:
-            raise managed.error from exc  # the watcher stopped the run: say why
-        raise
-    finally:
-        if managed is not None:
-            managed.close(failed)
-        elif cluster is not None:
-            _close_quietly(cluster)
+    # The scheduler runs in this process: its log lines (a worker's comm closing as its job is
+    # cancelled...) must not reach stderr, until it is closed too (a failure is one line).
+    with silence_logging_cmgr(logging.CRITICAL):
+        try:
+            with sigint_blocked():  # its threads must not see the terminal's Ctrl-C
+                cluster = start_cluster(spec, submissions)
+                managed = Managed(spec, cluster, submissions, timeout)
+            yield managed
+            failed = False
+        except Exception as exc:
+            if managed is not None and managed.error is not None:
+                raise managed.error from exc  # the watcher stopped the run: say why
+            raise
+        finally:
+            if managed is not None:
+                managed.close(failed)
+            elif cluster is not None:
+                _close_quietly(cluster)
 
 
 def _close_quietly(cluster: Any) -> None:
