@@ -180,16 +180,19 @@ class Managed:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join()
-        if failed and self.submissions is not None:
-            jobqueue.cancel(self.cluster, self.submissions.submitted())
-        with contextlib.suppress(Exception):
-            self.client.close()
         try:
-            self.cluster.close(timeout=CLOSE_TIMEOUT)
-        except Exception as exc:  # closing must not hide the run's outcome
-            log.warning("closing the %s cluster: %s: %s", self.spec.name, type(exc).__name__, exc)
-        if self.submissions is not None:
-            jobqueue.cancel(self.cluster, self.submissions.submitted())
+            if failed and self.submissions is not None:
+                jobqueue.cancel(self.cluster, self.submissions.submitted())
+            with contextlib.suppress(Exception):
+                self.client.close()
+            try:
+                self.cluster.close(timeout=CLOSE_TIMEOUT)
+            except Exception as exc:  # closing must not hide the run's outcome
+                log.warning("closing the %s cluster: %s: %s", self.spec.name,
+                            type(exc).__name__, exc)
+        finally:  # even when Ctrl-C or SIGTERM interrupts the closing
+            if self.submissions is not None:
+                jobqueue.cancel(self.cluster, self.submissions.submitted())
 
 
 @contextlib.contextmanager
