@@ -45,6 +45,18 @@ class SchedulerError(InputError, ConnectionError):
     """The Dask scheduler cannot be reached."""
 
 
+class ClusterError(ImgstatsError):
+    """The cluster started for the run went without workers too long: its batch jobs never
+    started within ``--cluster-timeout``, or all ended and none replaced them."""
+
+
+class ClusterUnavailableError(ClusterError):
+    """The cluster cannot be started as configured: its batch system's commands are missing,
+    the queue refused the job, the cluster manager cannot be imported or took bad arguments."""
+
+    exit_code = 2
+
+
 class StoreError(ImgstatsError, OSError):
     """The stats store cannot be read or written."""
 

@@ -35,6 +35,8 @@ LAYERS = [
 OWNERS = {
     "dask": ("pipeline.run",),
     "distributed": ("pipeline.run",),
+    "dask_jobqueue": ("pipeline.run",),
+    "bokeh": ("pipeline.run",),
     "fsspec": ("pipeline.fs", "pipeline.testing.synthetic"),
     "s3fs": ("pipeline.fs",),
     "PIL": ("pipeline.decode", "pipeline.testing.synthetic"),

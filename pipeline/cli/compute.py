@@ -83,6 +83,11 @@ def compute(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     with sigint_blocked():  # Dask's threads made at import start workers: see pipeline.run.signals
         from ..run.job import compute_stats
+    if config.dry_run:
+        from ..run.cluster import describe
+
+        print(describe(config))
+        return 0
     with _progress(not config.quiet and sys.stderr.isatty()) as bar:
         result = compute_stats(config, progress=bar)
     if config.quiet:

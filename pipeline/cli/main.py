@@ -82,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     option("--scheduler-timeout", type=float, metavar="SECONDS",
            help="wait this long for a scheduler that does not answer")
+    option("--cluster", metavar="NAME",
+           help="cluster to start: local, slurm, pbs, sge, lsf, htcondor, oar, moab, or a name "
+           "from the config's clusters section")
+    option("--cluster-timeout", type=float, metavar="SECONDS",
+           help="fail when a started cluster has no worker for this long (jobs not starting)")
+    option("--dry-run", action="store_true",
+           help="print the cluster that would be started (a batch job's script) and exit")
+    compute.add_argument("--performance-report", metavar="FILE.html",
+                         help="write Dask's performance report of the run")
     option("--workers", type=int, metavar="N", help="local cluster workers (none: one per core)")
     option("--threads-per-worker", type=int, metavar="N",
            help="threads per local cluster worker (none: 1)")

@@ -10,7 +10,9 @@ segments at once (:mod:`pipeline.run.recorder`). Nothing per file stays on the c
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,11 +33,12 @@ from ..store.document import Basis, Stats, dumps
 from ..store.names import version_name
 from ..store.record import FileRecord
 from ..store.segments import Segment, read_manifest
-from .cluster import dask_client
+from .cluster import open_cluster
 from .graph import Retries, stream_scans
 from .outcome import Outcome, check
 from .plan import align
 from .recorder import Recorder, RecordStats
+from .sizing import JobShape, planned_threads
 from .work import Limits, Work, shards
 
 __all__ = ["ComputeResult", "Progress", "compute_stats"]
@@ -238,17 +241,15 @@ def scan(
     )
     first = next(work, None)  # no cluster is started for a run with nothing to read
     if first is not None:
-        with dask_client(
-            config.scheduler_address,
-            config.workers,
-            config.threads_per_worker,
-            processes=not source.is_process_local,
-            timeout=config.scheduler_timeout,
-        ) as client:
-            threads = sum(client.nthreads().values()) or 1
+        with open_cluster(config, processes=not source.is_process_local) as cluster:
+            ahead = [first, *itertools.islice(work, cluster.threads * SHARDS_PER_THREAD)]
+            more = len(ahead) > cluster.threads * SHARDS_PER_THREAD
+            # sized for the shards: no more jobs than a small run can keep busy
+            client = cluster.ready(None if more else len(ahead))
+            threads = cluster.threads
 
             def tagged() -> Iterator[tuple[Work, Any]]:
-                for item in _chain(first, work):
+                for item in itertools.chain(ahead, work):
                     planned[0] += len(item.shard.files)
                     planned[1] += 1
                     if progress is not None:
@@ -277,17 +278,14 @@ def keep_record(recorder: Recorder, previous: Previous | None) -> str | None:
     return recorder.finish()
 
 
-def _chain(first: Work, rest: Iterator[Work]) -> Iterator[Work]:
-    yield first
-    yield from rest
-
-
 def _planned_threads(config: JobConfig) -> int:
-    """Worker threads the run expects, to size its shards before a cluster is started."""
+    """Worker threads the run expects, to cut a small collection into enough shards before
+    any cluster is started (the cluster then sizes itself for the shards)."""
+    spec = config.cluster_spec
+    if spec is not None:
+        return planned_threads(spec.scale, spec.adapt, JobShape())  # a thread per job, at least
     if config.scheduler_address:
         return 2  # unknown until attached; only small collections are cut by it
-    import os
-
     return (config.workers or os.cpu_count() or 1) * (config.threads_per_worker or 1)
 
 
