@@ -423,14 +423,14 @@ def profile_scan(folder: Path, files: int) -> str:
     import pstats
 
     from pipeline.config import ScanOptions
-    from pipeline.core.files import make_shards
+    from pipeline.core.files import Shard
     from pipeline.fs.listing import list_images
     from pipeline.fs.location import resolve
     from pipeline.run.scan import scan_shard
 
     location = resolve(str(folder), {})
     entries = list_images(location.filesystem(), location.path)[:files]
-    [shard] = make_shards(entries, max_bytes=2**62, max_files=len(entries))
+    shard = Shard(0, tuple(entries))
     options = ScanOptions("rgb")
     scan_shard(location, shard, options)  # warm-up: page cache, imports, compiled kernel
     started = time.process_time()
