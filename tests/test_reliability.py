@@ -363,7 +363,7 @@ def test_secrets_never_in_task_names(cluster):
     either decode mode."""
     from pipeline.core.files import FileEntry, Shard
     from pipeline.fs.location import Location
-    from pipeline.run.graph import Retries, stream_scans
+    from pipeline.run.graph import stream_scans
 
     secret = "SECRET-VALUE-1234567890"
     location = Location("memory", "/nowhere", {"key": "AKIA-" + secret, "secret": secret,
@@ -371,10 +371,9 @@ def test_secrets_never_in_task_names(cluster):
     shards = [(i, Shard(i, (FileEntry(f"f{i}.png", 10, "t"),))) for i in range(3)]
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         for timeout in (60.0, 0.0):
-            held = Retries(client)  # holds finished tasks on the scheduler until the end
             shown: list[str] = []
             for _tag, _result in stream_scans(client, location, ScanOptions("rgb", None, timeout),
-                                              shards, window=3, retries=held):
+                                              shards, window=3):
                 shown += client.run_on_scheduler(
                     lambda dask_scheduler: [f"{key} {ts.prefix.name} {ts.group.name}"
                                             for key, ts in dask_scheduler.tasks.items()]

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from asyncio import CancelledError
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from distributed import Client, Future, as_completed
+from distributed import Client, as_completed
+from distributed.scheduler import KilledWorker
 
 from ..config import ScanOptions
 from ..core.files import Shard
@@ -27,47 +29,22 @@ from ..fs.location import Location
 from .sandbox import scan_in_sandbox
 from .scan import scan_shard
 
-__all__ = ["TASK_RETRIES", "stream_scans"]
+__all__ = ["TASK_RETRIES", "Retries", "stream_scans"]
 
 log = logging.getLogger(__name__)
 
 #: Task retries: a transient read error that outlasts the in-task retries fails the task,
-#: and Dask runs it again (on any worker) this many times before the run fails.
+#: and it runs again (on any worker) this many times before the run fails.
 TASK_RETRIES = 2
-#: Finished tasks whose retries are counted on the scheduler in one call, before release.
-_COUNT_EVERY = 256
 
 T = TypeVar("T")
 
 
 class Retries:
-    """Task retries, counted on the scheduler for finished tasks before they are released."""
+    """How many scan tasks failed and ran again (the run's ``retries.tasks``)."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self) -> None:
         self.count = 0
-        self._done: list[Future[Any]] = []
-
-    def finished(self, future: Future[Any]) -> None:
-        self._done.append(future)
-        if len(self._done) >= _COUNT_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        def count(keys: list[str], allowed: int, dask_scheduler: Any = None) -> int:
-            tasks = dask_scheduler.tasks
-            return sum(allowed - tasks[key].retries for key in keys if key in tasks)
-
-        done, self._done = self._done, []
-        if not done:
-            return
-        try:  # a nested function travels by value: the scheduler needs no imgstats installed
-            self.count += int(self.client.run_on_scheduler(count, [f.key for f in done],
-                                                           TASK_RETRIES))
-        except Exception as exc:
-            log.debug("cannot count task retries: %s", exc)
-        for future in done:
-            future.release()
 
 
 def stream_scans(
@@ -83,40 +60,62 @@ def stream_scans(
 
     With a decode time limit (``options.decode_timeout``), each task decodes in a sandbox
     process (:mod:`pipeline.run.sandbox`): a file that hangs or crashes its decoder is skipped.
-    A task that still fails after its retries fails the run with one line.
+    A task that fails runs again, up to :data:`TASK_RETRIES` times, counted in ``retries``
+    (each result is released as it arrives: a worker that retires holds no finished data);
+    a task that still fails fails the run with one line.
     """
     token = uuid.uuid4().hex[:12]
     scan: Callable[..., ScanResult] = scan_in_sandbox if options.decode_timeout else scan_shard
     task = partial(scan, location, options=options)
     pending = iter(shards)
-    tags: dict[str, T] = {}
-    running = as_completed([], loop=client.loop, with_results=True)
+    #: what each task in flight scans: key -> (tag, shard, attempt)
+    flight: dict[str, tuple[T, Shard, int]] = {}
+    running = as_completed([], loop=client.loop, with_results=True, raise_errors=False)
 
-    def submit(count: int) -> None:
-        for tag, shard in islice(pending, count):
-            key = f"imgstats-scan-{token}-{shard.index}"
-            tags[key] = tag
-            running.add(client.submit(task, shard, key=key, retries=TASK_RETRIES, pure=False))
+    def submit(tag: T, shard: Shard, attempt: int = 0) -> None:
+        key = f"imgstats-scan-{token}-{shard.index}-{attempt}"
+        flight[key] = tag, shard, attempt
+        running.add(client.submit(task, shard, key=key, pure=False))
 
-    submit(window)
+    for tag, shard in islice(pending, window):
+        submit(tag, shard)
     try:
-        while tags:
+        while flight:
             future, result = next(running)
-            tag = tags.pop(str(future.key))
-            if retries is not None:
-                retries.finished(future)
-            else:
-                future.release()
-            submit(1)  # one in, one out: the window stays full while shards remain
+            tag, shard, attempt = flight.pop(str(future.key))
+            future.release()  # the result is here: nothing of it stays on the cluster
+            if not isinstance(result, ScanResult):  # (the status may have moved on since)
+                error = _failure(result)
+                if isinstance(error, CancelledError):
+                    raise ImgstatsError(f"run failed: the task of shard {shard.index} was "
+                                        f"cancelled ({error})")
+                if attempt >= TASK_RETRIES or isinstance(error, KilledWorker):
+                    raise error
+                log.debug("shard %d failed (%s); running it again", shard.index, error)
+                if retries is not None:
+                    retries.count += 1
+                submit(tag, shard, attempt + 1)
+                continue
+            for more in islice(pending, 1):  # one in, one out: the window stays full
+                submit(*more)
             yield tag, result
     except ImgstatsError:
         raise
     except Exception as exc:
         raise ImgstatsError(f"run failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        if tags:  # stopped early (an error, Ctrl-C): nothing more is wanted
+        if flight:  # stopped early (an error, Ctrl-C): nothing more is wanted
             with running.lock:
                 waiting = list(running.futures)
             client.cancel(waiting)
-        if retries is not None:
-            retries.flush()
+
+
+def _failure(result: object) -> BaseException:
+    """The exception of a task that did not return: as_completed gives an erred task's
+    ``(type, exception, traceback)`` and a cancelled task's CancelledError."""
+    if isinstance(result, tuple):
+        _, error, traceback = result
+        return error.with_traceback(traceback)  # type: ignore[no-any-return]
+    if isinstance(result, BaseException):
+        return result
+    return TypeError(f"a scan task returned {type(result).__name__}")

@@ -256,7 +256,7 @@ def scan(
                         progress.begin(len(item.shard.files))
                     yield item, item.shard
 
-            counted = Retries(client)
+            counted = Retries()
             log.info("decoding on %d worker threads", threads)
             for item, result in stream_scans(client, source, options, tagged(),
                                              WINDOW_PER_THREAD * threads, counted):

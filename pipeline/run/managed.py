@@ -114,8 +114,9 @@ class Managed:
         """Size the cluster for ``shards`` shards (None: more than it needs); for a fixed
         size, wait for its first worker. The client, watched until the cluster closes."""
         sizing = size_for(self.spec.scale, self.spec.adapt, self.shape, shards)
-        log.info("%s cluster: %s for %d shards (dashboard %s)", self.spec.name,
-                 sizing.describe(self.shape), shards, self.client.dashboard_link)
+        log.info("%s cluster: %s for %s shards (dashboard %s)", self.spec.name,
+                 sizing.describe(self.shape), "many" if shards is None else shards,
+                 self.client.dashboard_link)
         if sizing.jobs is not None:  # else (an unbounded adapt) the planned count stays
             self.threads = sizing.jobs * self.shape.threads_per_job
         if sizing.adapt is not None:
