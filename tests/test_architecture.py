@@ -111,7 +111,7 @@ def test_the_config_imports_nothing_heavy():
     assert loaded["heavy"] == []
     assert loaded["pipeline"] == ["pipeline", "pipeline._version", "pipeline.config",
                                   "pipeline.core", "pipeline.core.groups", "pipeline.core.keys",
-                                  "pipeline.errors"]
+                                  "pipeline.core.transform", "pipeline.errors"]
 
 
 def test_reading_stats_loads_no_dask_no_decoders():

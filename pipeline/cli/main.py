@@ -23,6 +23,7 @@ from typing import Any
 
 from .._version import __version__
 from ..config import JobConfig
+from ..core.transform import INTERPOLATIONS
 from ..errors import ImgstatsError, ResultNotStoredError
 from .compute import compute
 from .show import history, show
@@ -109,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     option("--group-by", metavar="SPEC",
            help="also per group: dir (first folder), dir:N (first N folders) or re:PATTERN "
            "(its first capture group)")
+    option("--resize", type=int, metavar="N",
+           help="first torchvision's Resize(N): the shorter side to N pixels")
+    option("--center-crop", metavar="N|HxW",
+           help="then torchvision's CenterCrop (zero padding where the crop is larger)")
+    option("--interpolation", choices=list(INTERPOLATIONS), help="the resize's filter")
+    option("--transform", metavar="MODULE:NAME",
+           help="then this deterministic function of the PIL image (returns a PIL image or "
+           "an integer array)")
     option("--unsafe-store", action="store_true",
            help="write to a store that cannot create files exclusively")
     option("--full", action="store_true", help="read every file again")
