@@ -25,6 +25,7 @@ from .._version import __version__
 from ..config import JobConfig
 from ..core.transform import INTERPOLATIONS
 from ..errors import ImgstatsError, ResultNotStoredError
+from ..export import FORMATS
 from .compute import compute
 from .show import history, show
 
@@ -129,7 +130,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("store", metavar="STORE_OR_FILE", help="store folder/URL or one stats file")
     show.add_argument("--version", type=int, metavar="N", help="this version, not the latest")
-    show.add_argument("--json", action="store_true", help="print the stats file itself")
+    shape = show.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print the stats file itself")
+    shape.add_argument("--format", choices=["text", *FORMATS], default="text",
+                       help="what a framework takes, on its scale, ready to paste (json: the "
+                       "stats file)")
+    show.add_argument("--update", metavar="FILE",
+                      help="with --format hf: set image_mean and image_std in this "
+                      "preprocessor_config.json in place (other keys byte-identical)")
     show.add_argument("--skipped", action="store_true",
                       help="list every skipped file and why, one per line")
     show.add_argument("--group", metavar="NAME", help="one group's stats (runs with --group-by)")
