@@ -25,10 +25,12 @@ import pytest
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
+from pipeline.cli.show import format_stats
 from pipeline.core.transform import INTERPOLATIONS, Transform
 from pipeline.decode import decode
 from pipeline.decode.transform import apply, center_crop, resize
 from pipeline.errors import InputError, UsageError
+from pipeline.store.document import Stats
 
 from conftest import one_error_line
 from reference import QUANTILES, decoded_histogram, reference_stats
@@ -306,9 +308,10 @@ def test_a_run_is_exact_over_the_transformed_pixels(resize_to, crop, interpolati
         "interpolation": interpolation if resize_to else None, "function": None,
         "function_sha256": None,
     }
-    assert doc["provenance"]["transform"].startswith(
-        (f"Resize({resize_to}, interpolation={interpolation}), " if resize_to else "")
-        + f"CenterCrop(({size[0]}, {size[1]}))")
+    described = ((f"Resize({resize_to}, interpolation={interpolation}), " if resize_to else "")
+                 + f"CenterCrop(({size[0]}, {size[1]}))")
+    assert doc["provenance"]["transform"].startswith(described + ": torchvision's rules")
+    assert f"\ntransform {described}\n" in format_stats(Stats.from_document(doc))
 
 
 def test_functions_of_the_user(tmp_path, scheduler):

@@ -82,6 +82,8 @@ def format_comparison(a: Stats, b: Stats, comparison: Comparison) -> str:
         f"A: {a.source} version {a.version}, {a.image_count:,} images",
         f"B: {b.source} version {b.version}, {b.image_count:,} images",
         "B against A (mean and std deltas on [0, 1], B minus A; wasserstein on [0, 1])",
+        *(["note: A and B were counted after different transforms"]
+          if a.transform != b.transform else []),
         "",
         _table(["channel"], [[c] for c in comparison.channels], comparison.metrics),
     ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..api import load_stats
 from ..config import parse_json_options
+from ..core.transform import Transform
 from ..errors import StatsFileError, UsageError
 from ..export import export, unit_scale, write_preprocessor_config
 from ..fs.location import resolve
@@ -104,6 +105,8 @@ def format_stats(stats: Stats, store: str = "STORE", group: str | None = None) -
     lines = [
         f"version {stats.version} of {stats.source}" + (f", group {group!r}" if group else ""),
         f"mode {stats.mode}, created {stats.created}",
+        *([f"transform {Transform.from_record(stats.transform).describe()}"]
+          if stats.transform else []),
         f"{part.image_count:,} images, {part.pixel_count:,} pixels per channel, "
         f"{part.dtype} samples (scale {number(scale)}), {plural(len(skipped), 'file')} skipped",
         "",

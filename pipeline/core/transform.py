@@ -66,6 +66,18 @@ class Transform:
             function_sha256 if function is not None else None,
         )
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Transform:
+        """The spec a stats file's ``transform`` key records (:meth:`record`'s inverse)."""
+        crop = record.get("center_crop")
+        return cls(
+            record.get("resize"),
+            (int(crop[0]), int(crop[1])) if isinstance(crop, list) and len(crop) == 2 else None,
+            record.get("interpolation"),
+            record.get("function"),
+            record.get("function_sha256"),
+        )
+
     def record(self) -> dict[str, Any]:
         """The stats file's ``transform`` key (JSON values)."""
         return {

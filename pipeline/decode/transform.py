@@ -63,9 +63,8 @@ def apply(decoded: Decoded, transform: Transform) -> Decoded:
     if transform.crop is not None:
         planes = [center_crop(p, transform.crop) for p in planes]
     if transform.function is None:
-        pixels = np.stack([np.asarray(p) for p in planes], axis=-1) if len(planes) > 1 else (
-            _as_hwc(np.asarray(planes[0]))
-        )
+        arrays = [_as_hwc(np.asarray(p)) for p in planes]
+        pixels = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=-1)
         return Decoded(pixels, decoded.channels, decoded.high_bit_depth)
     if len(planes) > 1:
         raise DecodeError(
