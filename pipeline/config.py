@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from .core.groups import GroupBy
 from .core.keys import MODES, Mode
+from .core.transform import DEFAULT_INTERPOLATION, Transform
 from .errors import UsageError
 
 __all__ = [
@@ -85,6 +86,7 @@ class ScanOptions:
     decode_timeout: float = DEFAULT_DECODE_TIMEOUT  # seconds per file; 0: no sandbox
     group_by: GroupBy | None = None  # each file's group, from its path
     segment_files: int = DEFAULT_SEGMENT_FILES  # rows per record segment
+    transform: Transform | None = None  # applied after the mode's conversion
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,13 @@ class JobConfig:
     cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT
     dry_run: bool = False
     performance_report: str | None = None
+    resize: int | None = None  # torchvision's Resize(N): the shorter side to N
+    center_crop: str | None = None  # torchvision's CenterCrop: N or HxW
+    interpolation: str = DEFAULT_INTERPOLATION  # of the resize
+    transform: str | None = None  # MODULE:NAME, a deterministic function of a PIL image
+    #: The SHA-256 of the function's module source, pinned by the run when it starts (not an
+    #: option: workers check that they run this very code).
+    transform_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -171,6 +180,10 @@ class JobConfig:
                 GroupBy.parse(self.group_by)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+        try:
+            self.transform_spec  # noqa: B018 (checks the transform options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         for name in ("scheduler_timeout", "cluster_timeout"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise UsageError(
@@ -189,7 +202,19 @@ class JobConfig:
     def scan_options(self) -> ScanOptions:
         """What every task needs of this config."""
         group_by = GroupBy.parse(self.group_by) if self.group_by is not None else None
-        return ScanOptions(self.mode, self.max_image_pixels, self.decode_timeout, group_by)
+        return ScanOptions(
+            self.mode, self.max_image_pixels, self.decode_timeout, group_by,
+            transform=self.transform_spec,
+        )
+
+    @property
+    def transform_spec(self) -> Transform | None:
+        """The ``resize``, ``center_crop``, ``interpolation`` and ``transform`` options as one
+        spec (None: the pixels are counted as decoded)."""
+        return Transform.parse(
+            self.resize, self.center_crop, self.interpolation, self.transform,
+            self.transform_sha256,
+        )
 
     @property
     def scheduler_address(self) -> str | None:
@@ -232,8 +257,9 @@ class JobConfig:
             if key in RETIRED:
                 log.warning("%s: %r has no effect any more: %s", origin, key, RETIRED[key])
                 continue
-            if key not in fields:
-                raise UsageError(f"{origin}: unknown key {key!r}{_suggestion(key, fields)}")
+            if key not in fields or key in _PINNED:
+                options = {name: f for name, f in fields.items() if name not in _PINNED}
+                raise UsageError(f"{origin}: unknown key {key!r}{_suggestion(key, options)}")
             checked[key] = _check_type(key, value, origin)
         for required, typed in (("source", "SOURCE"), ("out", "--out")):
             if not checked.get(required):
@@ -251,6 +277,8 @@ def _suggestion(key: str, known: Mapping[str, Any]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: Fields a run fills in itself: not options.
+_PINNED = {"transform_sha256"}
 _INT_KEYS = {
     "workers",
     "threads_per_worker",
@@ -259,14 +287,16 @@ _INT_KEYS = {
     "shard_files",
     "segment_files",
     "max_image_pixels",
+    "resize",
 }
 _BOOL_KEYS = {"full", "quiet", "unsafe_store", "dry_run"}
 _STR_KEYS = {
-    "source", "out", "mode", "scheduler", "on_error", "group_by", "cluster", "performance_report"
+    "source", "out", "mode", "scheduler", "on_error", "group_by", "cluster", "performance_report",
+    "interpolation", "transform",
 }
 _OPTIONAL = {
     "scheduler", "workers", "threads_per_worker", "max_errors", "max_image_pixels", "group_by",
-    "scale", "adapt", "performance_report",
+    "scale", "adapt", "performance_report", "resize", "center_crop", "transform",
 }
 _SPEC_KEYS = ("module", "class", "args", "kwargs", "scale", "adapt")
 
@@ -293,6 +323,10 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, str):
             raise wrong("a string")
         return value
+    if key == "center_crop":  # N (an integer in YAML) or HxW
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise wrong("N or HxW")
+        return str(value)
     if key in ("include", "exclude"):
         if isinstance(value, str):
             return (value,)

@@ -4,6 +4,7 @@
     python scripts/bench.py --jpegs 20000 --pngs 50000   # the issue's full-size goals
     python scripts/bench.py --folder DIR [--folder DIR2]  # your own image folders
     python scripts/bench.py --jpegs 0 --pngs 0 --big      # one 8,000 x 8,000 JPEG (memory)
+    python scripts/bench.py --pngs 0 --resize 256 --center-crop 224   # what a transform costs
 
 For every corpus, in one run, with the same number of processes (``--processes``, 2):
 
@@ -19,6 +20,10 @@ file, the peak RSS of each process, and the exactness verdict: imgstats' count, 
 max, mean, std, variance and whole histogram against an exact answer computed here from
 Pillow's own per-channel histograms (``Image.histogram()``) with Python integers and
 ``fractions``/``decimal`` (no NumPy, no imgstats code).
+
+With ``--resize``/``--center-crop``, imgstats runs twice on each corpus, without and with the
+transform (the reference applies torchvision's rules itself, independently of imgstats), and
+the probe times the transform in the workers: its CPU per image and share of task time.
 
 Corpora are generated deterministically (``--seed``) and cached under ``--cache``
 (default ``/tmp/imgstats-bench``): ImageNet-like ~500x375 photo-like JPEGs at quality 90
@@ -171,21 +176,53 @@ def image_files(folder: Path) -> list[Path]:
 # --- the exact reference: Pillow's histograms, Python integers -------------------------------
 
 
-def _histogram_chunk(paths: Sequence[str]) -> tuple[int, list[int]]:
-    """Images and the summed per-channel 256-bin histograms of ``convert("RGB")``."""
+FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+           "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+           "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+def torchvision_transform(image: Image.Image, transform: dict[str, Any]) -> Image.Image:
+    """torchvision's Resize(N) and CenterCrop((h, w)) of a PIL image, by their documented
+    rules (no imgstats code): Pillow's crop fills outside the image with zeros."""
+    if transform.get("resize"):
+        size, (width, height) = transform["resize"], image.size
+        short, long = min(width, height), max(width, height)
+        new = (size, int(size * long / short))
+        new = new if width <= height else new[::-1]
+        if new != image.size:
+            image = image.resize(new, FILTERS[transform.get("interpolation", "bilinear")])
+    if transform.get("center_crop"):
+        text = str(transform["center_crop"])
+        crop_height, crop_width = (int(v) for v in (text.split("x") * 2)[:2])
+        width, height = image.size
+        left = -((crop_width - width) // 2) if crop_width > width else round(
+            (width - crop_width) / 2)
+        top = -((crop_height - height) // 2) if crop_height > height else round(
+            (height - crop_height) / 2)
+        image = image.crop((left, top, left + crop_width, top + crop_height))
+    return image
+
+
+def _histogram_chunk(task: tuple[Sequence[str], dict[str, Any]]) -> tuple[int, list[int]]:
+    """Images and the summed per-channel 256-bin histograms of ``convert("RGB")`` (then the
+    transform)."""
+    paths, transform = task
     total = [0] * 768
     for path in paths:
         with Image.open(path) as image:
-            histogram = image.convert("RGB").histogram()
+            histogram = torchvision_transform(image.convert("RGB"), transform).histogram()
         total = [a + b for a, b in zip(total, histogram, strict=True)]
     return len(paths), total
 
 
-def reference(paths: Sequence[Path], pool: Any, chunk: int) -> dict[str, Any]:
+def reference(
+    paths: Sequence[Path], pool: Any, chunk: int, transform: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Exact count, sum, sum_sq, min, max, mean, std, variance and the histogram itself from
-    Pillow's RGB histograms."""
+    Pillow's RGB histograms (of the transformed images)."""
     images, histogram = 0, [0] * 768
-    for count, part in pool.imap_unordered(_histogram_chunk, _chunks(paths, chunk)):
+    tasks = [(part, transform or {}) for part in _chunks(paths, chunk)]
+    for count, part in pool.imap_unordered(_histogram_chunk, tasks):
         images += count
         histogram = [a + b for a, b in zip(histogram, part, strict=True)]
     channels = [histogram[256 * c : 256 * (c + 1)] for c in range(3)]
@@ -263,7 +300,8 @@ def _mb(kilobytes: Iterable[int]) -> list[float]:
 PROBE = """
 import atexit, json, os, resource, time
 
-_stats = {"pid": os.getpid(), "decode": 0.0, "decode_cpu": 0.0, "moments": 0.0, "images": 0}
+_stats = {"pid": os.getpid(), "decode": 0.0, "decode_cpu": 0.0, "moments": 0.0, "images": 0,
+          "transform_cpu": 0.0, "transformed": 0}
 _PAGE = resource.getpagesize()
 
 
@@ -311,7 +349,19 @@ def install(role):
             if _stats["images"] % 64 == 0:
                 write()
 
+    transform = getattr(scan, "apply_transform", None)
+
+    def timed_transform(*args, **kwargs):
+        cpu = time.thread_time()
+        try:
+            return transform(*args, **kwargs)
+        finally:
+            _stats["transform_cpu"] += time.thread_time() - cpu
+            _stats["transformed"] += 1
+
     scan.decode, scan.summarize = timed_decode, timed_from_pixels
+    if transform is not None:
+        scan.apply_transform = timed_transform
     _stats["start_rss"] = _stats["peak_rss"] = _rss()
     atexit.register(write)
 """
@@ -383,6 +433,8 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
     decode_cpu = sum(r["decode_cpu"] for r in reports)
     moments = sum(r["moments"] for r in reports)
     decode = sum(r["decode"] for r in reports)
+    transformed = sum(r.get("transformed", 0) for r in reports)
+    transform_cpu = sum(r.get("transform_cpu", 0.0) for r in reports)
     return {
         "wall": wall,
         "images": document["image_count"],
@@ -402,6 +454,9 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         "shards": document["run"].get("shards"),
         "first_moments": first,
         "decode_wall_vs_cpu": (decode, decode_cpu),
+        "transform_us_per_image": transform_cpu / transformed * 1e6 if transformed else None,
+        "transform_share": transform_cpu / task_seconds if task_seconds else float("nan"),
+        "decode_cpu_us_per_image": decode_cpu / document["image_count"] * 1e6,
     }
 
 
@@ -414,10 +469,10 @@ def verdict(document: dict[str, Any], expected: dict[str, Any]) -> str:
 # --- in-process profile of one shard ----------------------------------------------------------
 
 
-def profile_scan(folder: Path, files: int) -> str:
+def profile_scan(folder: Path, files: int, transform: dict[str, Any] | None = None) -> str:
     """cProfile of :func:`pipeline.run.scan.scan_shard` over the first ``files`` files as one
     shard, in this process (after a warm-up pass): CPU per file, shares of the main steps, top
-    functions."""
+    functions; with ``transform``, also the CPU per file with it, best of 3 interleaved."""
     import cProfile
     import io
     import pstats
@@ -436,6 +491,23 @@ def profile_scan(folder: Path, files: int) -> str:
     started = time.process_time()
     scan_shard(location, shard, options)
     cpu = time.process_time() - started
+    transformed = ""
+    if transform:
+        from pipeline.config import JobConfig
+
+        shaped = JobConfig(source=".", out=".", **transform).scan_options
+        best = {"without": float("inf"), "with": float("inf")}
+        for _ in range(3):
+            for name, opts in (("without", options), ("with", shaped)):
+                started = time.process_time()
+                scan_shard(location, shard, opts)
+                best[name] = min(best[name], time.process_time() - started)
+        per_file = {name: value / len(entries) * 1e6 for name, value in best.items()}
+        transformed = (
+            f"\nscan_shard CPU per file, best of 3 interleaved: {per_file['without']:.0f} us "
+            f"without, {per_file['with']:.0f} us with {transform}: the transform costs "
+            f"{per_file['with'] - per_file['without']:.0f} us per file"
+        )
     profiler = cProfile.Profile()
     profiler.enable()
     scan_shard(location, shard, options)
@@ -468,7 +540,7 @@ def profile_scan(folder: Path, files: int) -> str:
     ]
     stats.sort_stats("tottime").print_stats(12)
     lines.append(out.getvalue().strip())
-    return "\n".join(lines)
+    return "\n".join(lines) + transformed
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -537,6 +609,24 @@ def bench_corpus(
             f"{result['first_moments']} s, decode wall/CPU s {result['decode_wall_vs_cpu']}",
             file=sys.stderr,
         )
+        if args.transform:
+            print(f"[{tag}] imgstats with the transform...", file=sys.stderr)
+            if round_ == 0:
+                with context.Pool(args.processes) as pool:
+                    transformed = reference(paths, pool, chunk, args.transform)
+            shaped = run_imgstats(folder, args.processes, scratch, **args.options,
+                                  **args.transform)
+            name = (f"imgstats compute {args.transform_flags}, {args.processes} workers x 1 "
+                    "thread")
+            rows.append(row(tag, name, shaped, baseline, verdict(shaped["document"],
+                                                                 transformed)))
+            extra = shaped["wall"] - result["wall"]
+            rows.append(
+                f"| {tag} | transform: {shaped['transform_us_per_image']:,.0f} us CPU per image "
+                f"in the workers ({shaped['transform_share']:.1%} of task time; decode "
+                f"{shaped['decode_cpu_us_per_image']:,.0f} us); wall +{extra:.2f} s, "
+                f"{extra / len(paths) * 1e6:,.0f} us per image | | | | | | | | | | |"
+            )
         if args.scaling:
             single = run_imgstats(folder, 1, scratch, **args.options)
             name = "imgstats compute, 1 worker x 1 thread"
@@ -569,10 +659,21 @@ def main() -> None:
         type=float,
         help="imgstats' decode_timeout (default: imgstats' default; 0: no sandbox)",
     )
+    parser.add_argument("--resize", type=int, help="also imgstats with --resize N")
+    parser.add_argument("--center-crop", help="also imgstats with --center-crop N|HxW")
+    parser.add_argument("--interpolation", default="bilinear", help="of the resize")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/imgstats-bench"))
     args = parser.parse_args()
     args.options = {} if args.decode_timeout is None else {"decode_timeout": args.decode_timeout}
+    args.transform = {
+        key: value for key, value in (("resize", args.resize), ("center_crop", args.center_crop))
+        if value is not None
+    }
+    if args.transform and args.resize is not None:
+        args.transform["interpolation"] = args.interpolation
+    args.transform_flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+                                    args.transform.items())
 
     multiprocessing.set_forkserver_preload(["numpy", "PIL.Image"])
     context = multiprocessing.get_context("forkserver")  # never fork a process with threads
@@ -600,7 +701,7 @@ def main() -> None:
         print("\n".join(rows))
     if args.profile:
         for _, folder in corpora:
-            print("\n" + profile_scan(folder, args.profile))
+            print("\n" + profile_scan(folder, args.profile, args.transform))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from typing import Any
 
 from ..api import load_stats
 from ..config import parse_json_options
-from ..errors import StatsFileError
+from ..core.transform import Transform
+from ..errors import StatsFileError, UsageError
+from ..export import export, unit_scale, write_preprocessor_config
 from ..fs.location import resolve
 from ..store import open_store
-from ..store.document import GroupStats, Stats, dumps
+from ..store.document import GroupStats, Stats
 from ..store.names import version_name
 from .text import number, plural, table
 
@@ -35,9 +37,17 @@ def show(args: argparse.Namespace) -> int:
     if group is not None and group not in stats.groups:
         known = ", ".join(repr(name) for name in sorted(stats.groups)) or "none"
         raise StatsFileError(f"version {stats.version} has no group {group!r} (groups: {known})")
-    if args.json:
-        entry = stats.groups[group].entry if group is not None else stats.document
-        print(dumps(entry).decode(), end="")
+    part: GroupStats = stats.groups[group] if group is not None else stats
+    chosen = "json" if args.json else getattr(args, "format", "text")
+    update = getattr(args, "update", None)
+    if update is not None:
+        if chosen != "hf":
+            raise UsageError("--update FILE goes with --format hf")
+        unit = unit_scale(part)
+        write_preprocessor_config(update, unit.mean, unit.std)
+        print(f"imgstats: {update}: image_mean and image_std updated", file=sys.stderr)
+    if chosen != "text":
+        print(export(part, chosen))
     elif args.skipped:
         for skip in stats.skipped:
             print(f"{skip.get('path')!r}: {skip.get('error')}")
@@ -95,6 +105,8 @@ def format_stats(stats: Stats, store: str = "STORE", group: str | None = None) -
     lines = [
         f"version {stats.version} of {stats.source}" + (f", group {group!r}" if group else ""),
         f"mode {stats.mode}, created {stats.created}",
+        *([f"transform {Transform.from_record(stats.transform).describe()}"]
+          if stats.transform else []),
         f"{part.image_count:,} images, {part.pixel_count:,} pixels per channel, "
         f"{part.dtype} samples (scale {number(scale)}), {plural(len(skipped), 'file')} skipped",
         "",

@@ -24,6 +24,8 @@ from ..core.files import FileEntry, FileSet
 from ..core.groups import NO_GROUP
 from ..core.keys import ResultKey
 from ..core.result import ScanResult, Skip
+from ..core.transform import record_of
+from ..decode import pin_function
 from ..errors import ResultNotStoredError, SourceUnreachableError, StatsFileError, StoreError
 from ..fs.listing import list_images
 from ..fs.location import Location, resolve, storage_errors
@@ -112,6 +114,7 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
     fails leaves no store folder that it created.
     """
     started = time.perf_counter()
+    config = pin_function(config)  # the --transform function's source, checked by every task
     source = resolve(config.source, config.source_options)
     listing = list_source(source, config)
     store = open_store(resolve(config.out, config.store_options))
@@ -182,10 +185,11 @@ def find_previous(
         and basis.exclude == config.exclude
         and basis.max_image_pixels == config.max_image_pixels
         and basis.group_by == config.group_by
+        and basis.transform == record_of(config.transform_spec)
     )
     if not same:
-        log.info("full run: version %d was built from another source, mode, filters or "
-                 "groups", version)
+        log.info("full run: version %d was built from another source, mode, filters, "
+                 "groups or transform", version)
         return None
     if basis.record is None:
         log.info("full run: version %d has no per-file record", version)

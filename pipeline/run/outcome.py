@@ -19,6 +19,7 @@ from ..config import JobConfig
 from ..core.files import FileSet
 from ..core.keys import Layout
 from ..core.result import ScanResult, merge_summaries
+from ..core.transform import record_of
 from ..decode import CONVERSIONS, decoder_versions
 from ..errors import InputError, LayoutError, TooManyErrorsError
 from ..store.document import Part, build_document
@@ -126,6 +127,7 @@ class Outcome:
             groups=self.parts if grouped else None,
             group_by=self.config.group_by,
             record=self.record if version is not None else None,
+            transform=record_of(self.config.transform_spec),
         )
 
 
@@ -134,6 +136,7 @@ def provenance(config: JobConfig, layout: Layout, result: ScanResult) -> dict[st
     return {
         "decoders": decoder_versions(),
         "conversion": CONVERSIONS[config.mode],
+        "transform": _transform_provenance(config),
         "ddof": 0,
         "exact": "integer histograms of every sample value, and from them integer sums and "
         "sums of squares; mean, std and variance are the float64 nearest to the exact values "
@@ -155,3 +158,15 @@ def provenance(config: JobConfig, layout: Layout, result: ScanResult) -> dict[st
         "dask": package_version("dask"),
         "distributed": package_version("distributed"),
     }
+
+
+def _transform_provenance(config: JobConfig) -> str | None:
+    """How the pixels were transformed after the conversion, as torchvision code reads."""
+    transform = config.transform_spec
+    if transform is None:
+        return None
+    return (
+        f"{transform.describe()}: torchvision's rules on the PIL image of the conversion "
+        "(Resize: shorter side to N, longer to int(N * long / short); CenterCrop: zero "
+        "padding, top-left int(round((size - crop) / 2))), Pillow's resampling filters"
+    )

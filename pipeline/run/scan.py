@@ -20,7 +20,7 @@ from ..core.groups import NO_GROUP
 from ..core.histogram import AnySummary, Histogram, summarize
 from ..core.keys import Layout, ResultKey
 from ..core.result import RecordPart, ScanResult, Skip, merge_summaries
-from ..decode import decode
+from ..decode import apply_transform, decode
 from ..errors import DecodeError
 from ..fs.location import Location
 from ..fs.reading import read_files
@@ -134,6 +134,8 @@ def _count(data: bytes, options: ScanOptions) -> tuple[Layout, AnySummary, bool]
     """One file's (layout, summary, high bit depth), or why it cannot be counted."""
     try:
         decoded = decode(data, options.mode, options.max_image_pixels)
+        if options.transform is not None:
+            decoded = apply_transform(decoded, options.transform)
     except DecodeError as exc:
         return str(exc)
     except MemoryError:

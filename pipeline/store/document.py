@@ -75,8 +75,10 @@ def build_document(
     groups: Mapping[str, Part] | None = None,
     group_by: str | None = None,
     record: str | None = None,
+    transform: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The stats file's content, in the contract's key order."""
+    """The stats file's content, in the contract's key order (``transform``: what was done
+    to the pixels before they were counted, or None)."""
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "version": version,
@@ -87,6 +89,7 @@ def build_document(
         "channels": layout.channel_names,
         "dtype": layout.dtype,
         "scale": layout.scale,
+        "transform": dict(transform) if transform is not None else None,
         **_statistics(total, layout),
         "skipped": [dict(s) for s in skipped],
     }
@@ -265,6 +268,7 @@ class Basis:
     exclude: tuple[str, ...]
     max_image_pixels: int | None
     group_by: str | None
+    transform: Mapping[str, Any] | None  # the ``transform`` key (None: the pixels as decoded)
     layout: Layout
     parts: dict[str, Part]  # by group ("" for a version without groups)
     high_bit_depth_images: int
@@ -308,6 +312,22 @@ class GroupStats:
     @property
     def files(self) -> FileSet:
         return _files(self.entry)
+
+    def exact_moments(self) -> Moments | None:
+        """The exact integer count, sums and sums of squares (integer samples), or None
+        (float samples keep float moments only)."""
+        n = len(self.channels)
+        sums, squares = self.entry.get("sum"), self.entry.get("sum_sq")
+        if not (isinstance(sums, list) and isinstance(squares, list)):
+            return None
+        values = [*sums, *squares]
+        if len(sums) != n or len(squares) != n or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values
+        ) or self.scale != int(self.scale):
+            return None
+        if self.pixel_count < 1:
+            raise StatsFileError("stats file key 'pixel_count' must be positive")
+        return Moments(self.pixel_count, tuple(sums), tuple(squares), (), ())
 
     @classmethod
     def parse(cls, entry: Mapping[str, Any], channels: tuple[str, ...], dtype: str,
@@ -374,6 +394,15 @@ class Stats(GroupStats):
     def layout(self) -> Layout:
         return Layout("".join(self.channels), self.dtype)
 
+    @property
+    def transform(self) -> dict[str, Any] | None:
+        """The ``transform`` key: what was done to the pixels before they were counted (None
+        for none, and for files written before transforms existed)."""
+        transform = self.document.get("transform")
+        if transform is not None and not isinstance(transform, dict):
+            raise StatsFileError("stats file key 'transform' must be an object or null")
+        return transform
+
     def basis(self) -> Basis:
         """What an incremental run needs of this version; :class:`StatsFileError` naming the
         key when the file cannot serve (hand-edited, older, damaged)."""
@@ -402,6 +431,7 @@ class Stats(GroupStats):
             exclude=_strings(provenance, "exclude"),
             max_image_pixels=_optional_int(provenance, "max_image_pixels"),
             group_by=group_by,
+            transform=self.transform,
             layout=self.layout,
             parts=parts,
             high_bit_depth_images=_require(provenance, "high_bit_depth_images", int),
