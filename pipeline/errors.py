@@ -7,7 +7,7 @@ class ImgstatsError(Exception):
     """Base class of every error imgstats raises on purpose.
 
     ``exit_code`` is what the CLI exits with: 2 for bad usage or bad input,
-    1 for a run that failed.
+    1 for a run that failed, 3 for drift above a ``diff --fail-above`` limit.
     """
 
     exit_code = 1
@@ -43,6 +43,18 @@ class LayoutError(InputError):
 
 class SchedulerError(InputError, ConnectionError):
     """The Dask scheduler cannot be reached."""
+
+
+class ClusterError(ImgstatsError):
+    """The cluster started for the run went without workers too long: its batch jobs never
+    started within ``--cluster-timeout``, or all ended and none replaced them."""
+
+
+class ClusterUnavailableError(ClusterError):
+    """The cluster cannot be started as configured: its batch system's commands are missing,
+    the queue refused the job, the cluster manager cannot be imported or took bad arguments."""
+
+    exit_code = 2
 
 
 class StoreError(ImgstatsError, OSError):
@@ -96,3 +108,9 @@ class DecodeError(ImgstatsError):
 
 class TooManyErrorsError(ImgstatsError):
     """Files failed to decode and ``--on-error fail`` or ``--max-errors`` stops the run."""
+
+
+class DriftError(ImgstatsError):
+    """``diff --fail-above``: a metric exceeds its limit on some channel (cron can alert)."""
+
+    exit_code = 3

@@ -4,6 +4,7 @@
     python scripts/bench.py --jpegs 20000 --pngs 50000   # the issue's full-size goals
     python scripts/bench.py --folder DIR [--folder DIR2]  # your own image folders
     python scripts/bench.py --jpegs 0 --pngs 0 --big      # one 8,000 x 8,000 JPEG (memory)
+    python scripts/bench.py --pngs 0 --resize 256 --center-crop 224   # what a transform costs
 
 For every corpus, in one run, with the same number of processes (``--processes``, 2):
 
@@ -13,10 +14,16 @@ For every corpus, in one run, with the same number of processes (``--processes``
   LocalCluster of N workers x 1 thread, listing, sharding, store write: the whole wall time).
 
 The table gives images/s, MP/s, the ratio of wall times (imgstats / baseline: below 1 is faster),
-the share of worker task time spent in the moments kernel and in decoding, the peak RSS of each
-process, and the exactness verdict: imgstats' count, sum, sum_sq, min, max, mean and std against
-an exact answer computed here from Pillow's own per-channel histograms (``Image.histogram()``)
-with Python integers and ``fractions``/``decimal`` (no NumPy, no imgstats code).
+the share of worker task time spent counting the exact histogram and decoding (and the first
+over the second: the histogram's cost as a share of decode time), the per-file record's size per
+file, the peak RSS of each process, and the exactness verdict: imgstats' count, sum, sum_sq, min,
+max, mean, std, variance and whole histogram against an exact answer computed here from
+Pillow's own per-channel histograms (``Image.histogram()``) with Python integers and
+``fractions``/``decimal`` (no NumPy, no imgstats code).
+
+With ``--resize``/``--center-crop``, imgstats runs twice on each corpus, without and with the
+transform (the reference applies torchvision's rules itself, independently of imgstats), and
+the probe times the transform in the workers: its CPU per image and share of task time.
 
 Corpora are generated deterministically (``--seed``) and cached under ``--cache``
 (default ``/tmp/imgstats-bench``): ImageNet-like ~500x375 photo-like JPEGs at quality 90
@@ -169,20 +176,53 @@ def image_files(folder: Path) -> list[Path]:
 # --- the exact reference: Pillow's histograms, Python integers -------------------------------
 
 
-def _histogram_chunk(paths: Sequence[str]) -> tuple[int, list[int]]:
-    """Images and the summed per-channel 256-bin histograms of ``convert("RGB")``."""
+FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+           "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+           "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+def torchvision_transform(image: Image.Image, transform: dict[str, Any]) -> Image.Image:
+    """torchvision's Resize(N) and CenterCrop((h, w)) of a PIL image, by their documented
+    rules (no imgstats code): Pillow's crop fills outside the image with zeros."""
+    if transform.get("resize"):
+        size, (width, height) = transform["resize"], image.size
+        short, long = min(width, height), max(width, height)
+        new = (size, int(size * long / short))
+        new = new if width <= height else new[::-1]
+        if new != image.size:
+            image = image.resize(new, FILTERS[transform.get("interpolation", "bilinear")])
+    if transform.get("center_crop"):
+        text = str(transform["center_crop"])
+        crop_height, crop_width = (int(v) for v in (text.split("x") * 2)[:2])
+        width, height = image.size
+        left = -((crop_width - width) // 2) if crop_width > width else round(
+            (width - crop_width) / 2)
+        top = -((crop_height - height) // 2) if crop_height > height else round(
+            (height - crop_height) / 2)
+        image = image.crop((left, top, left + crop_width, top + crop_height))
+    return image
+
+
+def _histogram_chunk(task: tuple[Sequence[str], dict[str, Any]]) -> tuple[int, list[int]]:
+    """Images and the summed per-channel 256-bin histograms of ``convert("RGB")`` (then the
+    transform)."""
+    paths, transform = task
     total = [0] * 768
     for path in paths:
         with Image.open(path) as image:
-            histogram = image.convert("RGB").histogram()
+            histogram = torchvision_transform(image.convert("RGB"), transform).histogram()
         total = [a + b for a, b in zip(total, histogram, strict=True)]
     return len(paths), total
 
 
-def reference(paths: Sequence[Path], pool: Any, chunk: int) -> dict[str, Any]:
-    """Exact count, sum, sum_sq, min, max, mean and std from Pillow's RGB histograms."""
+def reference(
+    paths: Sequence[Path], pool: Any, chunk: int, transform: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Exact count, sum, sum_sq, min, max, mean, std, variance and the histogram itself from
+    Pillow's RGB histograms (of the transformed images)."""
     images, histogram = 0, [0] * 768
-    for count, part in pool.imap_unordered(_histogram_chunk, _chunks(paths, chunk)):
+    tasks = [(part, transform or {}) for part in _chunks(paths, chunk)]
+    for count, part in pool.imap_unordered(_histogram_chunk, tasks):
         images += count
         histogram = [a + b for a, b in zip(histogram, part, strict=True)]
     channels = [histogram[256 * c : 256 * (c + 1)] for c in range(3)]
@@ -204,6 +244,9 @@ def reference(paths: Sequence[Path], pool: Any, chunk: int) -> dict[str, Any]:
         "max": [max(v for v, h in enumerate(ch) if h) for ch in channels],
         "mean": [float(Fraction(s, n * 255)) for s in sums],
         "std": std,
+        "variance": [float(Fraction(n * q - s * s, (n * 255) ** 2))
+                     for s, q in zip(sums, squares, strict=True)],
+        "histogram": {"bins": 256, "encoding": "dense", "counts": channels},
     }
 
 
@@ -250,13 +293,15 @@ def _mb(kilobytes: Iterable[int]) -> list[float]:
 
 #: The probe, loaded in every worker (a ``distributed.worker.preload``) and every decode
 #: sandbox child (as ``sitecustomize``, found through PYTHONPATH, which the worker hands on):
-#: times decode and moments calls, samples resident memory while an image is decoded
+#: times decode and histogram calls, samples resident memory while an image is decoded
 #: (``ru_maxrss`` would not do: it keeps the peak of the forked parent from before the
-#: worker's exec), and writes the figures to OUT/<role>-PID.json when the process ends.
+#: worker's exec), and writes the figures to OUT/<role>-PID.json every 64 images and when the
+#: process ends (a sandbox is killed with its worker: it may not reach its end).
 PROBE = """
 import atexit, json, os, resource, time
 
-_stats = {"pid": os.getpid(), "decode": 0.0, "decode_cpu": 0.0, "moments": 0.0, "images": 0}
+_stats = {"pid": os.getpid(), "decode": 0.0, "decode_cpu": 0.0, "moments": 0.0, "images": 0,
+          "transform_cpu": 0.0, "transformed": 0}
 _PAGE = resource.getpagesize()
 
 
@@ -266,15 +311,17 @@ def _rss():
 
 
 def write():
-    with open(os.path.join(OUT, "%s-%d.json" % (_stats["role"], os.getpid())), "w") as f:
+    path = os.path.join(OUT, "%s-%d.json" % (_stats["role"], os.getpid()))
+    with open(path + ".tmp", "w") as f:
         json.dump(_stats, f)
+    os.replace(path + ".tmp", path)  # a reader never sees half a file
 
 
 def install(role):
     import pipeline.run.scan as scan
 
     _stats["role"] = role
-    decode, from_pixels = scan.decode, scan.from_pixels
+    decode, from_pixels = scan.decode, scan.summarize
     clock = time.perf_counter
 
     def timed_decode(*args, **kwargs):
@@ -299,8 +346,22 @@ def install(role):
                 _stats["first_moments"] = elapsed  # includes loading the compiled kernel
             _stats["moments"] += elapsed
             _stats["images"] += 1
+            if _stats["images"] % 64 == 0:
+                write()
 
-    scan.decode, scan.from_pixels = timed_decode, timed_from_pixels
+    transform = getattr(scan, "apply_transform", None)
+
+    def timed_transform(*args, **kwargs):
+        cpu = time.thread_time()
+        try:
+            return transform(*args, **kwargs)
+        finally:
+            _stats["transform_cpu"] += time.thread_time() - cpu
+            _stats["transformed"] += 1
+
+    scan.decode, scan.summarize = timed_decode, timed_from_pixels
+    if transform is not None:
+        scan.apply_transform = timed_transform
     _stats["start_rss"] = _stats["peak_rss"] = _rss()
     atexit.register(write)
 """
@@ -367,10 +428,13 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
             break
         time.sleep(0.1)
     task_seconds = document["run"]["task_seconds"]
+    record = run_dir / "stats" / str(document.get("record"))
     first = [round(r.get("first_moments", 0.0), 2) for r in reports]
     decode_cpu = sum(r["decode_cpu"] for r in reports)
     moments = sum(r["moments"] for r in reports)
     decode = sum(r["decode"] for r in reports)
+    transformed = sum(r.get("transformed", 0) for r in reports)
+    transform_cpu = sum(r.get("transform_cpu", 0.0) for r in reports)
     return {
         "wall": wall,
         "images": document["image_count"],
@@ -379,6 +443,9 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         "task_seconds": task_seconds,
         "moments_share": moments / task_seconds if task_seconds else float("nan"),
         "decode_share": decode / task_seconds if task_seconds else float("nan"),
+        "histogram_vs_decode": moments / decode if decode else float("nan"),
+        "record_bytes_per_file": record.stat().st_size / document["files"]["count"]
+        if record.is_file() else float("nan"),
         "peak_rss_mb": {
             role: _mb(r["peak_rss"] // 1024 for r in reports if r["role"] == role)
             for role in ("worker", "sandbox")
@@ -387,6 +454,9 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         "shards": document["run"].get("shards"),
         "first_moments": first,
         "decode_wall_vs_cpu": (decode, decode_cpu),
+        "transform_us_per_image": transform_cpu / transformed * 1e6 if transformed else None,
+        "transform_share": transform_cpu / task_seconds if task_seconds else float("nan"),
+        "decode_cpu_us_per_image": decode_cpu / document["image_count"] * 1e6,
     }
 
 
@@ -399,28 +469,45 @@ def verdict(document: dict[str, Any], expected: dict[str, Any]) -> str:
 # --- in-process profile of one shard ----------------------------------------------------------
 
 
-def profile_scan(folder: Path, files: int) -> str:
+def profile_scan(folder: Path, files: int, transform: dict[str, Any] | None = None) -> str:
     """cProfile of :func:`pipeline.run.scan.scan_shard` over the first ``files`` files as one
     shard, in this process (after a warm-up pass): CPU per file, shares of the main steps, top
-    functions."""
+    functions; with ``transform``, also the CPU per file with it, best of 3 interleaved."""
     import cProfile
     import io
     import pstats
 
     from pipeline.config import ScanOptions
-    from pipeline.core.files import make_shards
+    from pipeline.core.files import Shard
     from pipeline.fs.listing import list_images
     from pipeline.fs.location import resolve
     from pipeline.run.scan import scan_shard
 
     location = resolve(str(folder), {})
     entries = list_images(location.filesystem(), location.path)[:files]
-    [shard] = make_shards(entries, max_bytes=2**62, max_files=len(entries))
+    shard = Shard(0, tuple(entries))
     options = ScanOptions("rgb")
     scan_shard(location, shard, options)  # warm-up: page cache, imports, compiled kernel
     started = time.process_time()
     scan_shard(location, shard, options)
     cpu = time.process_time() - started
+    transformed = ""
+    if transform:
+        from pipeline.config import JobConfig
+
+        shaped = JobConfig(source=".", out=".", **transform).scan_options
+        best = {"without": float("inf"), "with": float("inf")}
+        for _ in range(3):
+            for name, opts in (("without", options), ("with", shaped)):
+                started = time.process_time()
+                scan_shard(location, shard, opts)
+                best[name] = min(best[name], time.process_time() - started)
+        per_file = {name: value / len(entries) * 1e6 for name, value in best.items()}
+        transformed = (
+            f"\nscan_shard CPU per file, best of 3 interleaved: {per_file['without']:.0f} us "
+            f"without, {per_file['with']:.0f} us with {transform}: the transform costs "
+            f"{per_file['with'] - per_file['without']:.0f} us per file"
+        )
     profiler = cProfile.Profile()
     profiler.enable()
     scan_shard(location, shard, options)
@@ -453,15 +540,16 @@ def profile_scan(folder: Path, files: int) -> str:
     ]
     stats.sort_stats("tottime").print_stats(12)
     lines.append(out.getvalue().strip())
-    return "\n".join(lines)
+    return "\n".join(lines) + transformed
 
 
 # --- the report ------------------------------------------------------------------------------
 
 HEADER = (
     "| corpus | run | images | wall s | images/s | MP/s | wall / baseline | speed vs baseline "
-    "| moments / decode share of task time | peak RSS per process, MB | exactness |\n"
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    "| histogram / decode share of task time (histogram / decode) | record bytes per file "
+    "| peak RSS per process, MB | exactness |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
 )
 
 
@@ -469,9 +557,11 @@ def row(corpus: str, name: str, run: dict[str, Any], baseline: dict[str, Any], e
     """One table row; ratios are against ``baseline``'s wall time on the same files."""
     wall = run["wall"]
     ratio = wall / baseline["wall"]
-    share = ""
+    share = record = ""
     if "moments_share" in run:
-        share = f"{run['moments_share']:.1%} / {run['decode_share']:.1%}"
+        share = (f"{run['moments_share']:.1%} / {run['decode_share']:.1%} "
+                 f"({run['histogram_vs_decode']:.1%})")
+        record = f"{run['record_bytes_per_file']:,.0f}"
     peaks = run["peak_rss_mb"]
     if isinstance(peaks, dict):  # imgstats: each worker and its decode sandbox
         rss = "; ".join(
@@ -483,8 +573,8 @@ def row(corpus: str, name: str, run: dict[str, Any], baseline: dict[str, Any], e
         rss = ", ".join(f"{m:.0f}" for m in peaks)
     return (
         f"| {corpus} | {name} | {run['images']} | {wall:.2f} | {run['images'] / wall:,.0f} | "
-        f"{run['pixels'] / wall / 1e6:,.1f} | {ratio:.2f} | {1 / ratio:.2f} | {share} | {rss} "
-        f"| {exact} |"
+        f"{run['pixels'] / wall / 1e6:,.1f} | {ratio:.2f} | {1 / ratio:.2f} | {share} | {record} "
+        f"| {rss} | {exact} |"
     )
 
 
@@ -519,13 +609,31 @@ def bench_corpus(
             f"{result['first_moments']} s, decode wall/CPU s {result['decode_wall_vs_cpu']}",
             file=sys.stderr,
         )
+        if args.transform:
+            print(f"[{tag}] imgstats with the transform...", file=sys.stderr)
+            if round_ == 0:
+                with context.Pool(args.processes) as pool:
+                    transformed = reference(paths, pool, chunk, args.transform)
+            shaped = run_imgstats(folder, args.processes, scratch, **args.options,
+                                  **args.transform)
+            name = (f"imgstats compute {args.transform_flags}, {args.processes} workers x 1 "
+                    "thread")
+            rows.append(row(tag, name, shaped, baseline, verdict(shaped["document"],
+                                                                 transformed)))
+            extra = shaped["wall"] - result["wall"]
+            rows.append(
+                f"| {tag} | transform: {shaped['transform_us_per_image']:,.0f} us CPU per image "
+                f"in the workers ({shaped['transform_share']:.1%} of task time; decode "
+                f"{shaped['decode_cpu_us_per_image']:,.0f} us); wall +{extra:.2f} s, "
+                f"{extra / len(paths) * 1e6:,.0f} us per image | | | | | | | | | | |"
+            )
         if args.scaling:
             single = run_imgstats(folder, 1, scratch, **args.options)
             name = "imgstats compute, 1 worker x 1 thread"
             rows.append(row(tag, name, single, baseline, verdict(single["document"], expected)))
             rows.append(
                 f"| {tag} | scaling: throughput 2 workers / 1 worker | | | | | | "
-                f"{single['wall'] / result['wall']:.2f} | | | |"
+                f"{single['wall'] / result['wall']:.2f} | | | | |"
             )
     return rows
 
@@ -551,10 +659,21 @@ def main() -> None:
         type=float,
         help="imgstats' decode_timeout (default: imgstats' default; 0: no sandbox)",
     )
+    parser.add_argument("--resize", type=int, help="also imgstats with --resize N")
+    parser.add_argument("--center-crop", help="also imgstats with --center-crop N|HxW")
+    parser.add_argument("--interpolation", default="bilinear", help="of the resize")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/imgstats-bench"))
     args = parser.parse_args()
     args.options = {} if args.decode_timeout is None else {"decode_timeout": args.decode_timeout}
+    args.transform = {
+        key: value for key, value in (("resize", args.resize), ("center_crop", args.center_crop))
+        if value is not None
+    }
+    if args.transform and args.resize is not None:
+        args.transform["interpolation"] = args.interpolation
+    args.transform_flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+                                    args.transform.items())
 
     multiprocessing.set_forkserver_preload(["numpy", "PIL.Image"])
     context = multiprocessing.get_context("forkserver")  # never fork a process with threads
@@ -582,7 +701,7 @@ def main() -> None:
         print("\n".join(rows))
     if args.profile:
         for _, folder in corpora:
-            print("\n" + profile_scan(folder, args.profile))
+            print("\n" + profile_scan(folder, args.profile, args.transform))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ reductions and nothing from ``pipeline``. Pixels come in as plain Python data (n
 ``np.asarray(image).tolist()``, or Pillow's flattened pixel data) and every statistic is
 computed from them by counting, adding and multiplying integers.
 
+Histograms are ``collections.Counter`` objects per channel (value -> samples); quantiles follow
+numpy's ``inverted_cdf`` by their definition (the smallest sample value v with count(samples <=
+v) >= q * n, q the exact decimal), found by walking the sorted values with Fractions; the
+variance is ``float(Fraction(n * sum_sq - sum**2, (n * scale)**2))``.
+
 Rounding: ``mean`` is ``float(Fraction(sum, n * scale))`` (``Fraction.__float__`` divides two
 integers, which Python rounds correctly). ``std`` is ``sqrt(n * sum_sq - sum**2) / (n * scale)``
 evaluated with ``decimal`` at :data:`PRECISION` significant digits, then converted to float
@@ -21,25 +26,31 @@ evaluated with ``decimal`` at :data:`PRECISION` significant digits, then convert
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
 __all__ = [
     "PRECISION",
+    "QUANTILES",
     "Reference",
+    "decoded_histogram",
     "image_pixels",
     "nearest_float_mean",
     "nearest_float_sqrt_ratio",
     "pil_pixels",
     "reference_from_sums",
+    "reference_quantile",
     "reference_stats",
 ]
 
 #: Significant decimal digits used for the square root.
 PRECISION = 120
+#: The quantile levels of the contract's ``quantiles`` key.
+QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,8 @@ class Reference:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: int
+    histogram: tuple[Counter[int], ...] = field(default=(), compare=False)
+    variance: tuple[float, ...] = ()
 
     KEYS = ("image_count", "pixel_count", "sum", "sum_sq", "min", "max", "mean", "std")
 
@@ -64,6 +77,33 @@ class Reference:
             key: list(value) if isinstance(value, tuple) else value
             for key, value in ((k, getattr(self, k)) for k in self.KEYS)
         }
+
+    def quantiles(self, levels: Sequence[float] = QUANTILES) -> list[list[int]]:
+        """For each level, per channel, the reference quantile (the contract's ``raw``)."""
+        return [[reference_quantile(h, q) for h in self.histogram] for q in levels]
+
+
+def reference_quantile(histogram: Mapping[int, int], q: float) -> int:
+    """The smallest sample value v with count(samples <= v) >= q * n, q read as the decimal
+    Python's repr prints, compared exactly."""
+    level = Fraction(repr(q))
+    n = sum(histogram.values())
+    seen = 0
+    for value in sorted(v for v, c in histogram.items() if c):
+        seen += histogram[value]
+        if seen >= level * n:
+            return value
+    raise AssertionError("unreachable: the last value reaches n")
+
+
+def decoded_histogram(encoded: Mapping[str, Any]) -> list[Counter[int]]:
+    """A stats file's ``histogram`` key read by its documented encoding, per channel."""
+    if encoded["encoding"] == "dense":
+        return [Counter({v: c for v, c in enumerate(row) if c}) for row in encoded["counts"]]
+    return [
+        Counter(dict(zip(values, counts, strict=True)))
+        for values, counts in zip(encoded["values"], encoded["counts"], strict=True)
+    ]
 
 
 def nearest_float_mean(total: int, count: int, scale: int) -> float:
@@ -140,6 +180,7 @@ def reference_stats(images: Iterable[Any], scale: int) -> Reference:
     sums_sq: list[int] = []
     mins: list[int] = []
     maxs: list[int] = []
+    histograms: list[Counter[int]] = []
     for data in images:
         pixels = image_pixels(data)
         if not pixels:
@@ -149,6 +190,7 @@ def reference_stats(images: Iterable[Any], scale: int) -> Reference:
             channels = len(pixels[0])
             sums, sums_sq = [0] * channels, [0] * channels
             mins, maxs = list(pixels[0]), list(pixels[0])
+            histograms = [Counter() for _ in range(channels)]
         for pixel in pixels:
             if len(pixel) != len(sums):
                 raise ValueError(f"pixel {pixel} does not have {len(sums)} channels")
@@ -157,8 +199,13 @@ def reference_stats(images: Iterable[Any], scale: int) -> Reference:
                 sums_sq[c] += value * value
                 mins[c] = min(mins[c], value)
                 maxs[c] = max(maxs[c], value)
+                histograms[c][value] += 1
             count += 1
     mean, std = reference_from_sums(count, sums, sums_sq, scale)
+    variance = tuple(
+        float(Fraction(count * q - s * s, (count * scale) ** 2))
+        for s, q in zip(sums, sums_sq, strict=True)
+    )
     return Reference(
         image_count,
         count,
@@ -169,4 +216,6 @@ def reference_stats(images: Iterable[Any], scale: int) -> Reference:
         mean,
         std,
         scale,
+        tuple(histograms),
+        variance,
     )

@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import import_graph  # the one reader of the package's imports
 
 #: Bottom first. A module may import any module of a lower layer, and modules of its own
-#: sub-package; ``testing`` stands beside ``cli``, above ``store``.
+#: sub-package; ``testing`` stands beside ``cli``, above ``store``; ``export`` and ``report``
+#: (they read stats files) beside ``run``.
 LAYERS = [
     ("pipeline._version", "pipeline.errors"),
     ("pipeline.core",),
@@ -26,7 +27,7 @@ LAYERS = [
     ("pipeline.decode",),
     ("pipeline.store",),
     ("pipeline.api",),
-    ("pipeline.run",),
+    ("pipeline.run", "pipeline.export", "pipeline.report"),
     ("pipeline.cli", "pipeline.testing"),
     ("pipeline", "pipeline.__main__"),  # the lazy public surface, the ``python -m`` entry
 ]
@@ -35,16 +36,19 @@ LAYERS = [
 OWNERS = {
     "dask": ("pipeline.run",),
     "distributed": ("pipeline.run",),
-    "fsspec": ("pipeline.fs",),
+    "dask_jobqueue": ("pipeline.run",),
+    "bokeh": ("pipeline.run",),
+    "fsspec": ("pipeline.fs", "pipeline.testing.synthetic"),
     "s3fs": ("pipeline.fs",),
-    "PIL": ("pipeline.decode",),
+    "PIL": ("pipeline.decode", "pipeline.testing.synthetic"),
     "simplejpeg": ("pipeline.decode",),
     "imagecodecs": ("pipeline.decode",),
-    "numba": ("pipeline.core.kernels",),
-    "pyarrow": ("pipeline.store.record",),
+    "numba": ("pipeline.core.kernels", "pipeline.core.compiled"),
+    "pyarrow": ("pipeline.store.record", "pipeline.store.segments"),
     "yaml": ("pipeline.config",),
     "tqdm": ("pipeline.cli",),
     "pytest": ("pipeline.testing",),
+    "matplotlib": ("pipeline.report.plots",),
 }
 
 
@@ -108,7 +112,8 @@ def test_the_config_imports_nothing_heavy():
     loaded = loaded_by("import pipeline.config")
     assert loaded["heavy"] == []
     assert loaded["pipeline"] == ["pipeline", "pipeline._version", "pipeline.config",
-                                  "pipeline.core", "pipeline.core.keys", "pipeline.errors"]
+                                  "pipeline.core", "pipeline.core.groups", "pipeline.core.keys",
+                                  "pipeline.core.transform", "pipeline.errors"]
 
 
 def test_reading_stats_loads_no_dask_no_decoders():

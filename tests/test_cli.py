@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import load_stats
 from pipeline.cli.main import _parser, main
 from pipeline.config import JobConfig, load_config_file
 from pipeline.errors import UsageError
@@ -100,16 +101,30 @@ def test_show_table_and_normalize_line_round_trip(two_versions, imgstats):
     store = two_versions["store"]
     doc = json.loads((store / "latest.json").read_text())
     shown = ok(imgstats("show", str(store)))
-    rows = [line.split() for line in shown.stdout.splitlines()]
-    assert [row[0] for row in rows if row and row[0] in ("R", "G", "B")] == ["R", "G", "B"]
+    lines = shown.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines)
+                 if line.split()[:3] == ["channel", "mean", "std"])
+    rows = [line.split() for line in lines[first + 1 : first + 4]]
+    assert [row[0] for row in rows] == ["R", "G", "B"]
     [(mean_text, std_text)] = NORMALIZE_RE.findall(shown.stdout)
     mean, std = ast.literal_eval(mean_text), ast.literal_eval(std_text)
     # Exactly the stats file's floats, not rounded copies.
     assert mean == doc["mean"] and std == doc["std"]
     assert all(type(v) is float for v in mean + std)
     # The table prints the same digits as the Normalize call.
-    table = {row[0]: row[1:3] for row in rows if row and row[0] in ("R", "G", "B")}
+    table = {row[0]: row[1:3] for row in rows}
     assert [table[c] for c in "RGB"] == [[repr(m), repr(s)] for m, s in zip(mean, std, strict=True)]
+    # The distribution: raw p1, p50, p99 and the shares at 0 and 255, per channel.
+    spread = next(i for i, line in enumerate(lines) if line.split()[:4] == ["channel", "p1", "p50",
+                                                                             "p99"])
+    assert lines[spread].split()[4:] == ["at", "0", "at", "255"]
+    stats = load_stats(str(store))
+    for c, line in enumerate(lines[spread + 1 : spread + 4]):
+        cells = line.split()
+        assert cells[0] == "RGB"[c]
+        assert [int(v) for v in cells[1:4]] == [stats.quantile(q)[c] for q in (0.01, 0.5, 0.99)]
+        assert cells[4] == f"{100 * stats.share_at(0)[c]:.4g}%"
+        assert cells[5] == f"{100 * stats.share_at(255)[c]:.4g}%"
     assert max(len(line) for line in shown.stdout.splitlines()) <= 100
 
 
@@ -251,7 +266,7 @@ def test_shipped_configs_load():
     cluster = JobConfig.from_mapping(load_config_file(str(ROOT / "configs" / "cluster.yaml")))
     assert cluster.scheduler == "tcp://dask-scheduler.internal:8786"
     assert cluster.source.startswith("s3://") and cluster.out.startswith("s3://")
-    assert cluster.split_every == 16 and cluster.workers is None
+    assert cluster.segment_files == 64 and cluster.workers is None
     assert cluster.decode_timeout == 120.0
     assert cluster.source_options["anon"] is False
     assert cluster.store_options["endpoint_url"].startswith("https://")
@@ -324,7 +339,7 @@ BAD_CONFIGS = {
     "bad mode": ("source: /data\nout: /stats\nmode: RGB\n", "mode"),
     "bad on_error": ("source: /data\nout: /stats\non_error: ignore\n", "on_error"),
     "negative max_errors": ("source: /data\nout: /stats\nmax_errors: -1\n", "max_errors"),
-    "split_every 1": ("source: /data\nout: /stats\nsplit_every: 1\n", "split_every"),
+    "segment_files 0": ("source: /data\nout: /stats\nsegment_files: 0\n", "segment_files"),
     "decode_timeout as text": ("source: /data\nout: /stats\ndecode_timeout: 1m\n",
                                "decode_timeout"),
     "negative decode_timeout": ("source: /data\nout: /stats\ndecode_timeout: -1\n",
@@ -418,7 +433,7 @@ def test_help_shows_every_default(capsys, keep_logging):
     code, out, _ = run_main(capsys, "compute", "--help")
     assert code == 0
     text = " ".join(out.split())
-    for option, default in [("--mode", "rgb"), ("--on-error", "skip"), ("--split-every", "8"),
+    for option, default in [("--mode", "rgb"), ("--on-error", "skip"),
                             ("--decode-timeout", "60.0"), ("--scheduler-timeout", "10.0"),
                             ("--max-image-pixels", "89478485"), ("--workers", "none")]:
         assert re.search(rf"{option} \S+ .*?\(default: {re.escape(default)}\)", text), option
@@ -479,3 +494,12 @@ def test_show_names_skipped_files_and_lists_them_all(tmp_path, imgstats, schedul
     assert f"  ... and 3 more (`imgstats show {str(store)!r} --skipped` lists them all)" in shown
     listed = ok(imgstats("show", str(store), "--skipped")).stdout.splitlines()
     assert listed == [f"{name!r}: not an image Pillow can identify" for name in sorted(names)]
+
+
+def test_a_retired_key_is_a_warning_not_an_error(tmp_path, caplog):
+    config = tmp_path / "old.yaml"
+    config.write_text("source: /data\nout: /stats\nsplit_every: 16\n")
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        loaded = JobConfig.from_mapping(load_config_file(str(config)), f"config {config}")
+    assert loaded.source == "/data"
+    assert "'split_every' has no effect any more" in caplog.text

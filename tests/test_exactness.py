@@ -29,7 +29,7 @@ from PIL import Image
 from pipeline import JobConfig, LayoutError, compute_stats
 from pipeline.decode import decode
 
-from reference import Reference, pil_pixels, reference_stats
+from reference import QUANTILES, Reference, decoded_histogram, pil_pixels, reference_stats
 
 _run_ids = itertools.count()
 
@@ -379,12 +379,17 @@ def pillow_array(path: Path, convert: str) -> np.ndarray:
 
 
 def assert_exact(doc: dict, ref: Reference) -> None:
-    """Every exactness key bit-identical to the reference (integers stay integers)."""
+    """Every exactness key bit-identical to the reference (integers stay integers): the
+    moments, the variance, the whole histogram and every quantile."""
     got = {key: doc[key] for key in Reference.KEYS}
     assert got == ref.as_document()
     for key in ("sum", "sum_sq", "min", "max"):
         assert all(type(v) is int for v in doc[key]), key
-    assert all(type(v) is float for v in (*doc["mean"], *doc["std"]))
+    assert all(type(v) is float for v in (*doc["mean"], *doc["std"], *doc["variance"]))
+    assert doc["variance"] == list(ref.variance)
+    assert decoded_histogram(doc["histogram"]) == list(ref.histogram)
+    assert doc["histogram"]["bins"] == ref.scale + 1
+    assert doc["quantiles"] == {"q": list(QUANTILES), "raw": ref.quantiles()}
     assert doc["skipped"] == []
     assert doc["scale"] == ref.scale
 

@@ -83,7 +83,8 @@ from pipeline.fs.location import resolve
 from pipeline.run.scan import scan_shard
 result = scan_shard(resolve(sys.argv[1]), Shard(0, (FileEntry("huge.png", 0, ""),)),
                     ScanOptions("gray", max_image_pixels=int(sys.argv[2])))
-moments = next(iter(result.summaries.values()), None)
+summary = next(iter(result.summaries.values()), None)
+moments = summary.moments() if summary is not None else None
 counted = (moments.count, moments.sum[0], moments.sum_sq[0]) if moments else None
 print(json.dumps({"counted": counted, "skipped": [s.error for s in result.skipped],
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,5 +1,6 @@
-"""Property tests of pipeline.core.moments against the independent reference
-(tests/reference.py)."""
+"""Property tests of exact histograms and the moments they give (pipeline.core.histogram,
+pipeline.core.moments) against the independent reference (tests/reference.py): any split, any
+merge order and tree, the same bits."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline.core import moments as mom
+from pipeline.core import kernels
 from pipeline.core.exact import nearest_sqrt_ratio
-from pipeline.core.moments import FloatMoments, Moments, from_pixels
+from pipeline.core.histogram import Histogram, summarize
+from pipeline.core.moments import FloatMoments, Moments
 
 from reference import (
     image_pixels,
@@ -30,15 +32,26 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 SCALES = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 
-#: The integer kernels from_pixels can use (pipeline/moments.py: IMGSTATS_MOMENTS_KERNEL);
+#: The histogram kernels summarize can use (pipeline/core/kernels.py: IMGSTATS_KERNEL);
 #: "numba" falls back to NumPy where numba does not import.
 KERNELS = ["numba", "numpy"]
 
 
+def from_pixels(pixels: np.ndarray) -> Moments | FloatMoments:
+    """An image's moments as a run computes them: from its summary."""
+    return summarize(pixels).moments()
+
+
+def histogram(pixels: np.ndarray) -> Histogram:
+    summary = summarize(pixels)
+    assert isinstance(summary, Histogram)
+    return summary
+
+
 @contextmanager
 def moments_kernel(name: str):
-    """Run from_pixels with the named kernel (the documented environment switch)."""
-    key = "IMGSTATS_MOMENTS_KERNEL"
+    """Run summarize with the named kernel (the documented environment switch)."""
+    key = "IMGSTATS_KERNEL"
     old = os.environ.get(key)
     os.environ[key] = name
     try:
@@ -116,7 +129,7 @@ def test_from_pixels_every_layout(kernel, dtype, shape):
         got = from_pixels(pixels)
     assert got == expected
     assert got.channels == (1 if len(shape) == 2 else shape[-1])
-    assert got.finalize(SCALES[np.dtype(dtype)]) == reference_from_sums(
+    assert got.finalize(SCALES[np.dtype(dtype)])[:2] == reference_from_sums(
         expected.count, expected.sum, expected.sum_sq, SCALES[np.dtype(dtype)]
     )
 
@@ -136,8 +149,8 @@ def test_from_pixels_uint16_gray_full_range(kernel):
     ("dtype", "channels", "modulus"), [(np.uint8, 1, 251), (np.uint16, 3, 65521)]
 )
 def test_from_pixels_across_blocks(kernel, dtype, channels, modulus):
-    """More pixels than one histogram block: the block merge must be exact too."""
-    count = mom.BLOCK_PIXELS + 12_345
+    """More pixels than one block: the fold of the sub-counters must be exact too."""
+    count = kernels.BLOCK_PIXELS + 12_345
     column = (np.arange(count, dtype=np.int64) % modulus).astype(dtype)
     pixels = np.stack([column] * channels, axis=-1).reshape(count, 1, channels)
     pixels[-1, 0, -1] = np.iinfo(dtype).max  # the maximum only in the last block
@@ -165,7 +178,7 @@ def test_from_pixels_across_blocks(kernel, dtype, channels, modulus):
 @pytest.mark.parametrize(("dtype", "channels"), [(np.uint8, 1), (np.uint8, 3), (np.uint16, 2)])
 def test_from_pixels_saturated_blocks(kernel, dtype, channels):
     """Every sample at the maximum, more than a block: the accumulators' worst case."""
-    count = mom.BLOCK_PIXELS + 777
+    count = kernels.BLOCK_PIXELS + 777
     top = int(np.iinfo(dtype).max)
     pixels = np.full((count, 1, channels), top, dtype=dtype)
     pixels[5, 0, 0] = 0
@@ -182,9 +195,10 @@ def test_from_pixels_saturated_blocks(kernel, dtype, channels):
 def test_finalize_equals_reference(pixels):
     scale = SCALES[pixels.dtype]
     ref = reference_stats([pixels.tolist()], scale)
-    mean, std = from_pixels(pixels).finalize(scale)
+    mean, std, variance = histogram(pixels).finalize(scale)
     assert mean == ref.mean
     assert std == ref.std
+    assert variance == ref.variance
 
 
 @st.composite
@@ -215,34 +229,38 @@ def huge_moments(draw):
 @given(huge_moments())
 def test_finalize_exact_for_huge_counts(case):
     scale, moments = case
-    assert moments.finalize(scale) == reference_from_sums(
-        moments.count, moments.sum, moments.sum_sq, scale
+    final = moments.finalize(scale)
+    assert final[:2] == reference_from_sums(moments.count, moments.sum, moments.sum_sq, scale)
+    n = moments.count
+    assert final.variance == tuple(
+        float(Fraction(n * q - s * s, (n * scale) ** 2))
+        for s, q in zip(moments.sum, moments.sum_sq, strict=True)
     )
 
 
 def test_finalize_constant_and_empty():
     pixels = np.full((4, 5, 3), 17, dtype=np.uint8)
-    mean, std = from_pixels(pixels).finalize(255)
+    mean, std, variance = histogram(pixels).finalize(255)
     assert mean == (17 / 255,) * 3
-    assert std == (0.0, 0.0, 0.0)
+    assert std == variance == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="no pixels"):
-        Moments.empty().finalize(255)
+        Histogram.empty().finalize(255)
 
 
-# --- merge algebra ----------------------------------------------------------------------------
+# --- merge algebra of histograms --------------------------------------------------------------
 
 
 @SETTINGS
 @given(same_layout_images(3))
 def test_merge_associative(images):
-    a, b, c = (from_pixels(i) for i in images)
+    a, b, c = (histogram(i) for i in images)
     assert a.merge(b).merge(c) == a.merge(b.merge(c))
 
 
 @SETTINGS
 @given(same_layout_images(2))
 def test_merge_commutative(images):
-    a, b = (from_pixels(i) for i in images)
+    a, b = (histogram(i) for i in images)
     assert a.merge(b) == b.merge(a)
     assert a.merge(b).count == a.count + b.count
 
@@ -250,28 +268,29 @@ def test_merge_commutative(images):
 @SETTINGS
 @given(int_images())
 def test_merge_identity(pixels):
-    m = from_pixels(pixels)
-    assert Moments.empty().merge(m) == m
-    assert m.merge(Moments.empty()) == m
-    assert Moments.empty().merge(Moments.empty()) == Moments.empty()
+    m = histogram(pixels)
+    assert Histogram.empty().merge(m) == m
+    assert m.merge(Histogram.empty()) == m
+    assert Histogram.empty().merge(Histogram.empty()) == Histogram.empty()
 
 
-def test_merge_refuses_different_channel_counts():
-    rgb = from_pixels(np.zeros((2, 2, 3), np.uint8))
-    gray = from_pixels(np.zeros((2, 2), np.uint8))
-    with pytest.raises(ValueError, match="channels"):
-        rgb.merge(gray)
+def test_merge_refuses_different_channel_counts_and_depths():
+    rgb = histogram(np.ones((2, 2, 3), np.uint8))
+    with pytest.raises(ValueError, match="shaped"):
+        rgb.merge(histogram(np.ones((2, 2), np.uint8)))
+    with pytest.raises(ValueError, match="shaped"):
+        rgb.merge(histogram(np.ones((2, 2, 3), np.uint16)))
 
 
-def _tree_merge(parts: list[Moments], fan_in: int) -> Moments:
+def _tree_merge(parts: list[Histogram], fan_in: int) -> Histogram:
     level = list(parts)
     while len(level) > 1:
         level = [_fold(level[i : i + fan_in]) for i in range(0, len(level), fan_in)]
-    return level[0] if level else Moments.empty()
+    return level[0] if level else Histogram.empty()
 
 
-def _fold(parts: list[Moments]) -> Moments:
-    total = Moments.empty()
+def _fold(parts: list[Histogram]) -> Histogram:
+    total = Histogram.empty()
     for part in parts:
         total = total.merge(part)
     return total
@@ -293,31 +312,34 @@ def _check_any_split(pixels, data):
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=8), label="cuts"))
     bounds = [0, *cuts, n]
     parts = [
-        from_pixels(shuffled[a:b].reshape(b - a, 1, channels))
+        Histogram.of(shuffled[a:b].reshape(b - a, 1, channels))
         for a, b in itertools.pairwise(bounds)
     ]
     merge_order = data.draw(st.permutations(range(len(parts))), label="merge order")
     permuted = [parts[i] for i in merge_order]
     fan_in = data.draw(st.integers(2, 4), label="fan-in")
-    whole = from_pixels(pixels)
+    whole = histogram(pixels)
     assert _fold(permuted) == whole
     assert _tree_merge(permuted, fan_in) == whole
     scale = SCALES[pixels.dtype]
     assert _tree_merge(permuted, fan_in).finalize(scale) == whole.finalize(scale)
+    assert _tree_merge(permuted, fan_in).moments() == whole.moments()
+    for q in (0, 0.001, 0.5, 0.999, 1):
+        assert _tree_merge(permuted, fan_in).quantile(q) == whole.quantile(q)
 
 
 @SETTINGS
 @given(same_layout_images(2))
 def test_subtract_inverts_merge(images):
-    a, b = (from_pixels(i) for i in images)
+    a, b = (histogram(i) for i in images)
     merged = a.merge(b)
-    back = merged.subtract(b, a.min, a.max)
-    assert back == a
-    assert merged.subtract(a, b.min, b.max) == b
-    assert merged.subtract(Moments.empty(), merged.min, merged.max) == merged
-    assert merged.subtract(merged, (), ()) == Moments.empty()
+    assert merged.subtract(b) == a
+    assert merged.subtract(a) == b
+    assert merged.subtract(b).moments() == a.moments()  # min and max too: no bookkeeping
+    assert merged.subtract(Histogram.empty()) == merged
+    assert merged.subtract(merged) == Histogram.empty()
     with pytest.raises(ValueError):
-        a.subtract(merged, a.min, a.max)
+        a.subtract(merged)
 
 
 # --- nearest_sqrt_ratio -------------------------------------------------------------------------
@@ -456,10 +478,11 @@ def test_float_moments_merge_close_to_numpy(pixels, data):
         merged = merged.merge(part)
     whole = flat.astype(np.float64)
     assert merged.count == n
-    mean, std = merged.finalize(1.0)
+    mean, std, variance = merged.finalize(1.0)
     spread = float(np.abs(whole).max()) + 1.0
     np.testing.assert_allclose(mean, whole.mean(axis=0), rtol=1e-9, atol=1e-12 * spread)
     np.testing.assert_allclose(std, whole.std(axis=0), rtol=1e-7, atol=1e-9 * spread)
+    np.testing.assert_allclose(variance, whole.var(axis=0), rtol=1e-7, atol=1e-9 * spread**2)
     assert merged.min == tuple(float(v) for v in whole.min(axis=0))
     assert merged.max == tuple(float(v) for v in whole.max(axis=0))
     np.testing.assert_allclose(merged.sum, whole.sum(axis=0), rtol=1e-9, atol=1e-9 * spread * n)
@@ -467,17 +490,18 @@ def test_float_moments_merge_close_to_numpy(pixels, data):
 
 def test_float_moments_identity_and_scale():
     pixels = np.array([[[0.25], [0.75]]], dtype=np.float32)
-    m = from_pixels(pixels)
+    m = summarize(pixels)
+    assert isinstance(m, FloatMoments)
     assert FloatMoments.empty().merge(m) == m == m.merge(FloatMoments.empty())
-    assert m.finalize(1.0) == ((0.5,), (0.25,))
-    assert m.finalize(2.0) == ((0.25,), (0.125,))
+    assert m.finalize(1.0) == ((0.5,), (0.25,), (0.0625,))
+    assert m.finalize(2.0) == ((0.25,), (0.125,), (0.015625,))
     with pytest.raises(ValueError):
         FloatMoments.empty().finalize(1.0)
 
 
-def test_from_pixels_rejects_other_integer_types():
+def test_summarize_rejects_other_integer_types():
     with pytest.raises(TypeError):
-        from_pixels(np.zeros((2, 2), dtype=np.int32))
+        summarize(np.zeros((2, 2), dtype=np.int32))
 
 
 @SETTINGS

@@ -290,8 +290,8 @@ def test_file_rewritten_between_listing_and_reading_is_counted_as_it_is_now(tmp_
     now = scan_shard(location, Shard(0, tuple(list_images(location.filesystem(),
                                                           location.path))), ScanOptions("rgb"))
     assert result.summaries == now.summaries and result.images == now.images
-    assert (result.files.count, result.files.nbytes) == (3, now.files.nbytes)
-    [row] = [r for r in FileRecord.from_blocks(result.rows).entries() if r.path == listed[1].path]
+    assert (result.all_files.count, result.all_files.nbytes) == (3, now.all_files.nbytes)
+    [row] = [r for r in FileRecord.from_parts(result.rows).entries() if r.path == listed[1].path]
     assert row.size == (folder / listed[1].path).stat().st_size != listed[1].size
     assert row.token == ""  # unknown: the next incremental run reads it again
 
@@ -363,21 +363,20 @@ def test_secrets_never_in_task_names(cluster):
     either decode mode."""
     from pipeline.core.files import FileEntry, Shard
     from pipeline.fs.location import Location
-    from pipeline.run.graph import submit_scan
+    from pipeline.run.graph import stream_scans
 
     secret = "SECRET-VALUE-1234567890"
     location = Location("memory", "/nowhere", {"key": "AKIA-" + secret, "secret": secret,
                                                "client_kwargs": {"token": secret}})
-    shards = [Shard(i, (FileEntry(f"f{i}.png", 10, "t"),)) for i in range(3)]
+    shards = [(i, Shard(i, (FileEntry(f"f{i}.png", 10, "t"),))) for i in range(3)]
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         for timeout in (60.0, 0.0):
-            scans, final = submit_scan(client, location, shards,
-                                       ScanOptions("rgb", None, timeout), split_every=8)
-            final.result()  # every file missing: skipped, the run itself fine
-            shown = client.run_on_scheduler(
-                lambda dask_scheduler: [f"{key} {ts.prefix.name} {ts.group.name}"
-                                        for key, ts in dask_scheduler.tasks.items()]
-            )
+            shown: list[str] = []
+            for _tag, _result in stream_scans(client, location, ScanOptions("rgb", None, timeout),
+                                              shards, window=3):
+                shown += client.run_on_scheduler(
+                    lambda dask_scheduler: [f"{key} {ts.prefix.name} {ts.group.name}"
+                                            for key, ts in dask_scheduler.tasks.items()]
+                )  # every file missing: skipped, the run itself fine
             assert any("imgstats-scan" in line for line in shown)
             assert not any(secret in line for line in shown), shown
-            client.cancel([*scans, final])

@@ -66,7 +66,8 @@ def shard_of(folder):
 
 def assert_small_files_exact(result, folder):
     expected = small_files_reference(folder)
-    [moments] = result.summaries.values()
+    [summary] = result.summaries.values()
+    moments = summary.moments()
     assert result.images[ResultKey("", Layout("RGB", "uint8"))] == expected.image_count == 12
     assert moments.count == expected.pixel_count
     assert moments.sum == expected.sum and moments.sum_sq == expected.sum_sq

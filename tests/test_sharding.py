@@ -1,8 +1,9 @@
 """However the work is split, the numbers are the same, bit for bit.
 
-Real files, a real Dask cluster: ``compute_stats`` with many shard and tree-reduction settings,
-``run_scan`` with hand-made shards (one file each, seven files each, everything in one shard),
-shards of very different sizes, plus pure tests of the listing and of ``make_shards``.
+Real files, a real Dask cluster: ``compute_stats`` with many shard settings, ``stream_scans``
+with hand-made shards (one file each, seven files each, everything in one shard) merged in
+any order, shards of very different sizes, plus pure tests of the listing (the plan's own
+are in ``test_plan.py``).
 """
 
 from __future__ import annotations
@@ -13,31 +14,31 @@ import math
 import numpy as np
 import pytest
 from distributed import Client
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import JobConfig, compute_stats
 from pipeline.config import (
     DEFAULT_MAX_IMAGE_PIXELS,
-    DEFAULT_SHARD_BYTES,
     DEFAULT_SHARD_FILES,
     ScanOptions,
 )
-from pipeline.core.files import FileEntry, make_shards
+from pipeline.core.files import Shard
+from pipeline.core.histogram import Histogram
 from pipeline.core.keys import Layout, ResultKey
 from pipeline.core.moments import Moments
+from pipeline.core.result import ScanResult, merge_results
 from pipeline.errors import InputError, NoImagesError, SourceNotFoundError
 from pipeline.fs.listing import list_images
 from pipeline.fs.location import resolve
-from pipeline.run.graph import run_scan
+from pipeline.run.graph import stream_scans
 from pipeline.run.job import SHARDS_PER_THREAD
 from pipeline.store.record import FileRecord
 
+from planning import planned_shards
 from reference import Reference, pil_pixels, reference_stats
 
 #: Keys that legitimately differ between two runs over the same data.
-RUN_KEYS = ("created", "run", "version")
+RUN_KEYS = ("created", "run", "version", "record")
 #: Options of ``run_scan`` as ``imgstats compute`` passes them, decoding in the worker itself.
 IN_PROCESS = ScanOptions("rgb", DEFAULT_MAX_IMAGE_PIXELS, decode_timeout=0)
 
@@ -113,13 +114,13 @@ def baseline(corpus, cluster, tmp_path_factory):
 # --- compute_stats: shard limits and fan-in -----------------------------------------------------
 
 
-@pytest.mark.parametrize("split_every", [2, 3, 8])
+@pytest.mark.parametrize("segment_files", [1, 5, 32])
 @pytest.mark.parametrize("shard_files", [1, 7, 10**9])
 def test_compute_same_document_for_any_split(
-    shard_files, split_every, corpus, baseline, tmp_path, scheduler
+    shard_files, segment_files, corpus, baseline, tmp_path, scheduler
 ):
     root, ref = corpus
-    doc = compute(root, tmp_path, scheduler, shard_files=shard_files, split_every=split_every)
+    doc = compute(root, tmp_path, scheduler, shard_files=shard_files, segment_files=segment_files)
     assert comparable(doc) == comparable(baseline)
     assert_reference(doc, ref)
     if shard_files == 1:
@@ -128,7 +129,21 @@ def test_compute_same_document_for_any_split(
         assert 1 <= doc["run"]["shards"] < ref.image_count
 
 
-# --- run_scan with hand-made shards: 1 file, 7 files, everything in one shard -----------------
+# --- stream_scans with hand-made shards: 1 file, 7 files, everything in one shard -------------
+
+
+def cut(entries, files_per_shard) -> list[Shard]:
+    """The listing in shards of ``files_per_shard`` files, in order."""
+    return [Shard(i, tuple(entries[start:start + files_per_shard]))
+            for i, start in enumerate(range(0, len(entries), files_per_shard))]
+
+
+def run_scan(client, location, shards, options, window, reverse=False) -> ScanResult:
+    """Every shard scanned, at most ``window`` at once, and the results merged in the order
+    they arrived (or its reverse)."""
+    results = [r for _, r in stream_scans(client, location, options,
+                                          ((s.index, s) for s in shards), window)]
+    return merge_results(reversed(results) if reverse else results)
 
 
 @pytest.fixture(scope="module")
@@ -142,16 +157,17 @@ def one_shard_result(corpus, client):
     root, _ = corpus
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
-    shards = make_shards(entries, max_bytes=10**12, max_files=10**9, min_shards=1)
+    shards = cut(entries, len(entries))
     assert len(shards) == 1
-    return run_scan(client, location, shards, IN_PROCESS, split_every=2)
+    return run_scan(client, location, shards, IN_PROCESS, window=1)
 
 
 def _as_reference(result) -> Reference:
     """A ScanResult's single layout, finalised, in the reference's terms."""
-    [(key, moments)] = result.summaries.items()
+    [(key, summary)] = result.summaries.items()
     assert key == ResultKey("", Layout("RGB", "uint8"))
-    mean, std = moments.finalize(255)
+    moments = summary.moments()
+    mean, std, variance = summary.finalize(255)
     return Reference(
         result.images[key],
         moments.count,
@@ -162,20 +178,21 @@ def _as_reference(result) -> Reference:
         mean,
         std,
         255,
+        variance=variance,
     )
 
 
-@pytest.mark.parametrize("split_every", [2, 3, 8])
+@pytest.mark.parametrize("window,reverse", [(1, False), (3, True), (8, False), (8, True)])
 @pytest.mark.parametrize("files_per_shard", [1, 7, 10**9])
 def test_run_scan_same_moments_for_any_split(
-    files_per_shard, split_every, corpus, client, one_shard_result
+    files_per_shard, window, reverse, corpus, client, one_shard_result
 ):
     root, ref = corpus
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
-    shards = make_shards(entries, max_bytes=10**12, max_files=files_per_shard, min_shards=1)
+    shards = cut(entries, files_per_shard)
     assert len(shards) == math.ceil(len(entries) / min(files_per_shard, len(entries)))
-    result = run_scan(client, location, shards, IN_PROCESS, split_every=split_every)
+    result = run_scan(client, location, shards, IN_PROCESS, window, reverse)
     assert result.summaries == one_shard_result.summaries
     assert result.images == one_shard_result.images
     assert result.files == one_shard_result.files
@@ -188,18 +205,23 @@ def test_run_scan_rows_match_reference_per_file(corpus, client):
     root, _ = corpus
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
-    shards = make_shards(entries, max_bytes=10**12, max_files=5, min_shards=1)
-    result = run_scan(client, location, shards, IN_PROCESS, split_every=3)
-    rows = {row.entry.path: row for row in FileRecord.from_blocks(result.rows).rows()}
+    shards = cut(entries, 5)
+    result = run_scan(client, location, shards, IN_PROCESS, window=3)
+    rows = {row.entry.path: row for row in FileRecord.from_parts(result.rows).rows()}
+    assert all(len(FileRecord.from_bytes(part.data)) <= IN_PROCESS.segment_files
+               for part in result.rows)
     assert sorted(rows) == [e.path for e in entries]
     for entry in entries:
         ref = rgb_reference([root / entry.path])
         row = rows[entry.path]
         assert str(row.layout) == "RGB uint8"
         assert row.entry == entry
-        got = row.moments
+        got = row.histogram.moments()
         assert (got.count, got.sum, got.sum_sq) == (ref.pixel_count, ref.sum, ref.sum_sq)
         assert (got.min, got.max) == (ref.min, ref.max), entry.path
+        assert [dict(c) for c in ref.histogram] == [
+            {v: int(n) for v, n in enumerate(row) if n} for row in row.histogram.counts
+        ]
 
 
 # --- shards of very different sizes --------------------------------------------------------------
@@ -226,19 +248,16 @@ def lopsided(tmp_path_factory):
     return root, reference_stats([a.tolist() for a in arrays], 255)
 
 
-@pytest.mark.parametrize("split_every", [2, 3])
 @pytest.mark.parametrize("shard_bytes", [1, 1000])
-def test_uneven_shards_are_weighted(
-    shard_bytes, split_every, lopsided, tmp_path, scheduler, client
-):
+def test_uneven_shards_are_weighted(shard_bytes, lopsided, tmp_path, scheduler, client):
     root, ref = lopsided
-    doc = compute(root, tmp_path, scheduler, shard_bytes=shard_bytes, split_every=split_every)
+    doc = compute(root, tmp_path, scheduler, shard_bytes=shard_bytes)
     assert_reference(doc, ref)
     # the split the run really used, rebuilt: uneven, so an unweighted merge would be wrong
     location = resolve(str(root))
     entries = list_images(location.filesystem(), location.path)
     min_shards = doc["run"]["worker_threads"] * SHARDS_PER_THREAD
-    shards = make_shards(entries, shard_bytes, DEFAULT_SHARD_FILES, min_shards=min_shards)
+    shards = planned_shards(entries, shard_bytes, DEFAULT_SHARD_FILES, min_shards)
     assert len(shards) == doc["run"]["shards"] > 1
     shard_refs = [rgb_reference([root / e.path for e in shard.files]) for shard in shards]
     pixel_counts = [r.pixel_count for r in shard_refs]
@@ -249,84 +268,8 @@ def test_uneven_shards_are_weighted(
         weighted = sum(r.sum[c] for r in shard_refs) / (ref.pixel_count * 255)
         assert weighted == ref.mean[c] == doc["mean"][c]
     # and the same numbers as everything in one shard
-    one = run_scan(
-        client, location, make_shards(entries, 10**12, 10**9, min_shards=1), IN_PROCESS, 2
-    )
+    one = run_scan(client, location, cut(entries, len(entries)), IN_PROCESS, window=2)
     assert _as_reference(one) == ref
-
-
-# --- make_shards, pure ---------------------------------------------------------------------------
-
-
-def shards_of(entries, max_bytes=DEFAULT_SHARD_BYTES, max_files=DEFAULT_SHARD_FILES,
-              min_shards=1):
-    """make_shards with imgstats' default limits."""
-    return make_shards(entries, max_bytes, max_files, min_shards)
-
-
-def _entries(sizes) -> list[FileEntry]:
-    return [FileEntry(f"f{i:05d}.png", size, f"t{i}") for i, size in enumerate(sizes)]
-
-
-sizes_strategy = st.lists(st.integers(0, 5000), min_size=0, max_size=60)
-
-
-@settings(max_examples=150, deadline=None)
-@given(sizes_strategy, st.integers(1, 8000), st.integers(1, 20), st.integers(1, 16))
-def test_make_shards_partition(sizes, max_bytes, max_files, min_shards):
-    entries = _entries(sizes)
-    shards = make_shards(entries, max_bytes, max_files, min_shards)
-    assert make_shards(entries, max_bytes, max_files, min_shards) == shards  # deterministic
-    assert [s.index for s in shards] == list(range(len(shards)))
-    assert [e for s in shards for e in s.files] == entries  # contiguous, each file once, in order
-    assert all(s.files for s in shards)
-    for shard in shards:
-        assert len(shard.files) <= max_files
-        assert shard.nbytes <= max_bytes or len(shard.files) == 1
-        assert shard.nbytes == sum(e.size for e in shard.files)
-
-
-@settings(max_examples=150, deadline=None)
-@given(sizes_strategy, st.integers(1, 8000), st.integers(1, 20))
-def test_make_shards_greedy_without_min_shards(sizes, max_bytes, max_files):
-    """A shard closes only when the next file would break a limit."""
-    shards = make_shards(_entries(sizes), max_bytes, max_files, min_shards=1)
-    for shard, following in itertools.pairwise(shards):
-        full = len(shard.files) == max_files
-        assert full or shard.nbytes + following.files[0].size > max_bytes
-
-
-@settings(max_examples=150, deadline=None)
-@given(sizes_strategy, st.integers(1, 16))
-def test_make_shards_min_shards(sizes, min_shards):
-    """Small collections are cut into at least min_shards shards (or one file per shard)."""
-    entries = _entries(sizes)
-    shards = shards_of(entries, min_shards=min_shards)
-    assert len(shards) >= min(min_shards, len(entries))
-
-
-def test_make_shards_min_shards_equal_small_files():
-    """Ten one-byte files, six workers' worth of shards requested."""
-    shards = shards_of(_entries([1] * 10), min_shards=6)
-    assert len(shards) >= 6, [len(s.files) for s in shards]
-
-
-def test_make_shards_examples():
-    assert shards_of([]) == []
-    entries = _entries([10, 10, 10, 100, 10, 10])
-    cut = [[e.path for e in s.files] for s in shards_of(entries, max_bytes=25, max_files=9)]
-    assert cut == [
-        ["f00000.png", "f00001.png"],
-        ["f00002.png"],
-        ["f00003.png"],  # larger than the limit: alone
-        ["f00004.png", "f00005.png"],
-    ]
-    by_files = shards_of(entries, max_bytes=10**6, max_files=4)
-    assert [len(s.files) for s in by_files] == [4, 2]
-    assert len(shards_of(entries, min_shards=3)) >= 3
-    for bad in ({"max_bytes": 0}, {"max_files": 0}, {"min_shards": 0}):
-        with pytest.raises(ValueError):
-            shards_of(entries, **bad)
 
 
 # --- list_images ---------------------------------------------------------------------------------
@@ -469,7 +412,9 @@ def test_compute_missing_source_is_input_error(tmp_path, scheduler):
 
 
 def test_moments_type_is_exact_in_scan(one_shard_result):
-    """The merged result holds exact integer moments, not floats."""
-    [moments] = one_shard_result.summaries.values()
+    """The merged result holds an exact histogram, whose moments are Python integers."""
+    [summary] = one_shard_result.summaries.values()
+    assert isinstance(summary, Histogram) and summary.counts.dtype == np.int64
+    moments = summary.moments()
     assert isinstance(moments, Moments)
     assert all(type(v) is int for v in (*moments.sum, *moments.sum_sq))

@@ -325,7 +325,7 @@ HOSTILE = {
     "string": (b'"imgstats.stats/1"', "object"),
     "deep nesting": (b"[" * 100_000, "JSON"),
     "no schema": (mutated(lambda d: d.pop("schema")), "schema"),
-    "other schema": (mutated(lambda d: d.update(schema="imgstats.stats/2")), "schema"),
+    "other schema": (mutated(lambda d: d.update(schema="imgstats.stats/3")), "schema"),
     "schema number": (mutated(lambda d: d.update(schema=1)), "schema"),
     "no version": (mutated(lambda d: d.pop("version")), "version"),
     "no mean": (mutated(lambda d: d.pop("mean")), "mean"),

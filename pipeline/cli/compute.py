@@ -45,10 +45,14 @@ class _ProgressBar:
         self._bar: Any = None
 
     def begin(self, files: int) -> None:
-        from tqdm import tqdm
+        """``files`` more to read: the total grows as the run plans its shards."""
+        if self._bar is None:
+            from tqdm import tqdm
 
-        self._bar = tqdm(total=files, unit=" files", desc="imgstats", file=sys.stderr,
-                         dynamic_ncols=True, leave=False, smoothing=0.1)
+            self._bar = tqdm(total=0, unit=" files", desc="imgstats", file=sys.stderr,
+                             dynamic_ncols=True, leave=False, smoothing=0.1)
+        self._bar.total += files
+        self._bar.refresh()
 
     def advance(self, files: int) -> None:
         if self._bar is not None:
@@ -79,6 +83,11 @@ def compute(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     with sigint_blocked():  # Dask's threads made at import start workers: see pipeline.run.signals
         from ..run.job import compute_stats
+    if config.dry_run:
+        from ..run.cluster import describe
+
+        print(describe(config))
+        return 0
     with _progress(not config.quiet and sys.stderr.isatty()) as bar:
         result = compute_stats(config, progress=bar)
     if config.quiet:

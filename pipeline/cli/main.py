@@ -2,7 +2,8 @@
 is in its own module (:mod:`~pipeline.cli.compute`, :mod:`~pipeline.cli.show`).
 
 Exit status: 0 success (or nothing changed), 1 the run failed, 2 bad usage or bad input,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 output pipe closed (``| head``).
+3 drift above a ``diff --fail-above`` limit, 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM), 141 output pipe closed (``| head``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ from typing import Any
 
 from .._version import __version__
 from ..config import JobConfig
+from ..core.transform import INTERPOLATIONS
 from ..errors import ImgstatsError, ResultNotStoredError
+from ..export import FORMATS
+from ..report.drift import METRICS
 from .compute import compute
+from .diff import diff
+from .report import report
 from .show import history, show
 
 __all__ = ["main"]
@@ -83,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     option("--scheduler-timeout", type=float, metavar="SECONDS",
            help="wait this long for a scheduler that does not answer")
+    option("--cluster", metavar="NAME",
+           help="cluster to start: local, slurm, pbs, sge, lsf, htcondor, oar, moab, or a name "
+           "from the config's clusters section")
+    option("--cluster-timeout", type=float, metavar="SECONDS",
+           help="fail when a started cluster has no worker for this long (jobs not starting)")
+    option("--dry-run", action="store_true",
+           help="print the cluster that would be started (a batch job's script) and exit")
+    compute.add_argument("--performance-report", metavar="FILE.html",
+                         help="write Dask's performance report of the run")
     option("--workers", type=int, metavar="N", help="local cluster workers (none: one per core)")
     option("--threads-per-worker", type=int, metavar="N",
            help="threads per local cluster worker (none: 1)")
@@ -92,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     option("--exclude", action="append", metavar="GLOB", help="drop matching paths")
     compute.add_argument("--source-options", metavar="JSON", help="fsspec options for SOURCE")
     compute.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
-    option("--split-every", type=int, metavar="N", help="tree reduction fan-in")
+    compute.add_argument("--split-every", type=int, help=argparse.SUPPRESS)  # retired: no effect
     option("--max-image-pixels", type=int, metavar="N", help="decompression bomb limit")
     option("--max-file-bytes", type=int, metavar="N",
            help="skip (without reading) a file larger than this")
@@ -101,6 +116,17 @@ def _parser() -> argparse.ArgumentParser:
         help="skip a file whose read or decode takes longer (0: no limit, decode in the worker "
         "process)",
     )
+    option("--group-by", metavar="SPEC",
+           help="also per group: dir (first folder), dir:N (first N folders) or re:PATTERN "
+           "(its first capture group)")
+    option("--resize", type=int, metavar="N",
+           help="first torchvision's Resize(N): the shorter side to N pixels")
+    option("--center-crop", metavar="N|HxW",
+           help="then torchvision's CenterCrop (zero padding where the crop is larger)")
+    option("--interpolation", choices=list(INTERPOLATIONS), help="the resize's filter")
+    option("--transform", metavar="MODULE:NAME",
+           help="then this deterministic function of the PIL image (returns a PIL image or "
+           "an integer array)")
     option("--unsafe-store", action="store_true",
            help="write to a store that cannot create files exclusively")
     option("--full", action="store_true", help="read every file again")
@@ -112,14 +138,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("store", metavar="STORE_OR_FILE", help="store folder/URL or one stats file")
     show.add_argument("--version", type=int, metavar="N", help="this version, not the latest")
-    show.add_argument("--json", action="store_true", help="print the stats file itself")
+    shape = show.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print the stats file itself")
+    shape.add_argument("--format", choices=["text", *FORMATS], default="text",
+                       help="what a framework takes, on its scale, ready to paste (json: the "
+                       "stats file)")
+    show.add_argument("--update", metavar="FILE",
+                      help="with --format hf: set image_mean and image_std in this "
+                      "preprocessor_config.json in place (other keys byte-identical)")
     show.add_argument("--skipped", action="store_true",
                       help="list every skipped file and why, one per line")
+    show.add_argument("--group", metavar="NAME", help="one group's stats (runs with --group-by)")
     show.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
 
     history = commands.add_parser("history", parents=[common], help="one line per version")
     history.add_argument("store", metavar="STORE", help="folder or URL of the versioned stats")
     history.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
+
+    diff = commands.add_parser(
+        "diff", parents=[common], help="drift between two versions, or two stores",
+        description="Per channel, B against A: mean and std deltas, Wasserstein-1, "
+        "Kolmogorov-Smirnov and Jensen-Shannon distances from the exact histograms.",
+    )
+    diff.add_argument("a", metavar="A", help="store (its versions --from and --to), or stats")
+    diff.add_argument("b", metavar="B", nargs="?", help="a second store or stats file")
+    diff.add_argument("--from", dest="from_", type=int, metavar="N",
+                      help="A's version (default: the one before --to; with B: A's latest)")
+    diff.add_argument("--to", type=int, metavar="M",
+                      help="B's version (default: the latest)")
+    diff.add_argument("--json", action="store_true", help="the metrics as JSON")
+    diff.add_argument("--fail-above", action="append", metavar="METRIC=VALUE",
+                      help="exit 3 when a channel's metric exceeds VALUE (deltas by absolute "
+                      f"value; repeatable; METRIC: {', '.join(METRICS)})")
+    diff.add_argument("--store-options", metavar="JSON", help="fsspec options for A and B")
+
+    report = commands.add_parser(
+        "report", parents=[common], help="one self-contained HTML page of a store",
+        description="Histograms, quantiles, groups, versions, skipped files and provenance of "
+        "a store's latest version (or --version N), in one HTML file with its plots inside.",
+    )
+    report.add_argument("store", metavar="STORE", help="folder or URL of the versioned stats")
+    report.add_argument("-o", "--out", metavar="FILE.html", required=True,
+                        help="the HTML file to write")
+    report.add_argument("--version", type=int, metavar="N", help="this version, not the latest")
+    report.add_argument("--store-options", metavar="JSON", help="fsspec options for STORE")
     return parser
 
 
@@ -137,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return compute(args)
             if args.command == "show":
                 return show(args)
+            if args.command == "diff":
+                return diff(args)
+            if args.command == "report":
+                return report(args)
             return history(args)
     except BrokenPipeError:
         return _output_closed()

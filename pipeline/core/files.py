@@ -4,8 +4,7 @@ cut of a sorted listing into the shards that tasks decode."""
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -15,7 +14,6 @@ __all__ = [
     "FileSet",
     "Shard",
     "is_image_path",
-    "make_shards",
     "passes_filters",
     "path_bytes",
     "path_text",
@@ -53,8 +51,14 @@ class FileSet:
 
     def remove(self, entry: FileEntry) -> FileSet:
         """The set without ``entry`` (which must be in it)."""
+        return self.subtract(FileSet(1, entry.size, _entry_digest(entry)))
+
+    def subtract(self, other: FileSet) -> FileSet:
+        """The set without ``other``'s files (which must all be in it)."""
         return FileSet(
-            self.count - 1, self.nbytes - entry.size, (self.digest - _entry_digest(entry)) % 2**128
+            self.count - other.count,
+            self.nbytes - other.nbytes,
+            (self.digest - other.digest) % 2**128,
         )
 
     def merge(self, other: FileSet) -> FileSet:
@@ -110,33 +114,3 @@ def passes_filters(path: str, include: Sequence[str], exclude: Sequence[str]) ->
     if include and not any(fnmatchcase(path, pattern) for pattern in include):
         return False
     return not any(fnmatchcase(path, pattern) for pattern in exclude)
-
-
-def make_shards(
-    entries: Iterable[FileEntry], max_bytes: int, max_files: int, min_shards: int = 1
-) -> list[Shard]:
-    """Cut the sorted listing into contiguous shards.
-
-    A shard closes when it would exceed ``max_bytes`` or ``max_files``. For small collections
-    both limits are lowered, so that there are at least ``min_shards`` shards when there are
-    that many files, and large images still spread over every worker. Deterministic for a
-    given listing.
-    """
-    entries = list(entries)
-    if max_bytes <= 0 or max_files <= 0 or min_shards <= 0:
-        raise ValueError("shard limits must be positive")
-    total = sum(e.size for e in entries)
-    max_bytes = max(1, min(max_bytes, math.ceil(total / min_shards)))
-    max_files = max(1, min(max_files, len(entries) // min_shards))
-    shards: list[Shard] = []
-    current: list[FileEntry] = []
-    size = 0
-    for entry in entries:
-        if current and (size + entry.size > max_bytes or len(current) >= max_files):
-            shards.append(Shard(len(shards), tuple(current)))
-            current, size = [], 0
-        current.append(entry)
-        size += entry.size
-    if current:
-        shards.append(Shard(len(shards), tuple(current)))
-    return shards

@@ -1,9 +1,9 @@
-"""Exact, mergeable per-channel moments. Pure: numpy and the standard library only.
+"""Per-channel moments: exact ones of integer samples, and the float summary of float samples.
 
-Integer samples (8- and 16-bit) are summarised by :class:`Moments`: the pixel count,
-per-channel sums and sums of squares as Python integers, and per-channel min/max.
-Merging adds integers, so any split of a dataset, merged in any order, gives the same
-numbers bit for bit, and the variance is derived once, exactly, in :meth:`Moments.finalize`.
+:class:`Moments` holds the pixel count and, per channel, the sum, sum of squares, min and max
+of integer samples as Python integers (a :class:`~pipeline.core.histogram.Histogram` derives
+them exactly); :meth:`Moments.finalize` turns them, once, into the float64 nearest to each
+exact mean, std and variance.
 
 Float samples are summarised by :class:`FloatMoments` (count, mean, centred M2), merged with
 the pairwise update of Chan, Golub and LeVeque in float64: stable, but not bit-exact across
@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from .exact import nearest_sqrt_ratio
-from .kernels import BLOCK_PIXELS, Kernel, kernel
 from .summary import Finalized
 
-__all__ = ["AnyMoments", "FloatMoments", "Moments", "from_pixels", "merge"]
+__all__ = ["FloatMoments", "Moments", "float_moments"]
+
+#: Float pixels converted to float64 at once (bounds the temporaries).
+FLOAT_BLOCK_PIXELS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -34,58 +37,16 @@ class Moments:
     min: tuple[int, ...]
     max: tuple[int, ...]
 
-    @classmethod
-    def empty(cls) -> Moments:
-        """The identity of :meth:`merge`: no pixels, no channels yet."""
-        return cls(0, (), (), (), ())
-
-    def __reduce__(self) -> tuple[type[Moments], tuple[object, ...]]:
-        # Pickled as constructor arguments: smaller and about 1.5x faster than the default.
-        return Moments, (self.count, self.sum, self.sum_sq, self.min, self.max)
-
     @property
     def channels(self) -> int:
         return len(self.sum)
 
-    def merge(self, other: Moments) -> Moments:
-        """Moments of the union of both pixel sets (associative, commutative, exact)."""
-        if not other.count:
-            return self
-        if not self.count:
-            return other
-        _check_channels(self, other)
-        return Moments(
-            self.count + other.count,
-            tuple(a + b for a, b in zip(self.sum, other.sum, strict=True)),
-            tuple(a + b for a, b in zip(self.sum_sq, other.sum_sq, strict=True)),
-            tuple(map(min, self.min, other.min)),
-            tuple(map(max, self.max, other.max)),
-        )
-
-    def subtract(self, other: Moments, min_: tuple[int, ...], max_: tuple[int, ...]) -> Moments:
-        """Take ``other`` (a subset's moments) out; min/max must be supplied by the caller,
-        since they cannot be un-merged."""
-        if not other.count:
-            return self
-        _check_channels(self, other)
-        count = self.count - other.count
-        if count < 0:
-            raise ValueError("cannot subtract more pixels than there are")
-        if count == 0:
-            return Moments.empty()
-        return Moments(
-            count,
-            tuple(a - b for a, b in zip(self.sum, other.sum, strict=True)),
-            tuple(a - b for a, b in zip(self.sum_sq, other.sum_sq, strict=True)),
-            tuple(min_),
-            tuple(max_),
-        )
-
     def finalize(self, scale: float) -> Finalized:
-        """Per-channel mean and population std (ddof 0) on the [0, 1] scale.
+        """Per-channel mean, population std (ddof 0) and variance on the [0, 1] scale.
 
-        Each is the float64 nearest to the exact value: ``sum / (n * scale)`` and
-        ``sqrt(n * sum_sq - sum**2) / (n * scale)``.
+        Each is the float64 nearest to the exact value: ``sum / (n * scale)``,
+        ``sqrt(n * sum_sq - sum**2) / (n * scale)`` and ``(n * sum_sq - sum**2) / (n *
+        scale)**2``.
         """
         n = self.count
         if not n:
@@ -93,12 +54,12 @@ class Moments:
         if scale != int(scale) or scale <= 0:
             raise ValueError(f"integer samples need a positive integer scale, not {scale}")
         denominator = n * int(scale)
-        mean = tuple(s / denominator for s in self.sum)  # int / int is correctly rounded
-        std = tuple(
-            nearest_sqrt_ratio(n * q - s * s, denominator)
-            for s, q in zip(self.sum, self.sum_sq, strict=True)
+        spread = [n * q - s * s for s, q in zip(self.sum, self.sum_sq, strict=True)]
+        return Finalized(
+            tuple(s / denominator for s in self.sum),  # int / int is correctly rounded
+            tuple(nearest_sqrt_ratio(d, denominator) for d in spread),
+            tuple(float(Fraction(d, denominator * denominator)) for d in spread),
         )
-        return Finalized(mean, std)
 
 
 @dataclass(frozen=True)
@@ -127,13 +88,19 @@ class FloatMoments:
     def sum_sq(self) -> tuple[float, ...]:
         return tuple(m2 + self.count * m * m for m, m2 in zip(self.mean, self.m2, strict=True))
 
+    def moments(self) -> FloatMoments:
+        return self
+
     def merge(self, other: FloatMoments) -> FloatMoments:
         """Chan et al.'s pairwise update in float64 (stable, not bit-exact across splits)."""
         if not other.count:
             return self
         if not self.count:
             return other
-        _check_channels(self, other)
+        if self.channels != other.channels:
+            raise ValueError(
+                f"cannot merge moments of {self.channels} and {other.channels} channels"
+            )
         na, nb = self.count, other.count
         n = na + nb
         mean, m2 = [], []
@@ -150,72 +117,23 @@ class FloatMoments:
         )
 
     def finalize(self, scale: float) -> Finalized:
-        """Per-channel mean and population std on the [0, 1] scale (float64, not exact)."""
+        """Per-channel mean, population std and variance on the [0, 1] scale (float64, not
+        exact)."""
         if not self.count:
             raise ValueError("no pixels: mean and std are undefined")
-        mean = tuple(m / scale for m in self.mean)
-        std = tuple(math.sqrt(max(q, 0.0) / self.count) / scale for q in self.m2)
-        return Finalized(mean, std)
-
-
-AnyMoments = Moments | FloatMoments
-
-
-def merge(a: AnyMoments, b: AnyMoments) -> AnyMoments:
-    """``a.merge(b)`` for moments of one kind (what one layout holds)."""
-    if isinstance(a, Moments) and isinstance(b, Moments):
-        return a.merge(b)
-    if isinstance(a, FloatMoments) and isinstance(b, FloatMoments):
-        return a.merge(b)
-    raise TypeError("cannot merge moments of integer and float samples")
-
-
-def _check_channels(a: AnyMoments, b: AnyMoments) -> None:
-    if a.channels != b.channels:
-        raise ValueError(f"cannot merge moments of {a.channels} and {b.channels} channels")
-
-
-def from_pixels(pixels: np.ndarray) -> AnyMoments:
-    """Moments of an image array shaped (H, W) or (H, W, C).
-
-    uint8 and uint16 give exact :class:`Moments`; float arrays give :class:`FloatMoments`.
-    """
-    channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
-    flat = pixels.reshape(-1, channels)
-    if flat.dtype.kind == "f":
-        return _float_moments(flat)
-    if flat.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"unsupported sample type {flat.dtype}")
-    return _integer_moments(flat, kernel())
-
-
-def _integer_moments(flat: np.ndarray, compute: Kernel) -> Moments:
-    """Exact moments of integer samples shaped (pixels, channels): one kernel call per block."""
-    count, channels = flat.shape
-    if not count or not channels:
-        return Moments.empty()
-    samples = np.ascontiguousarray(flat).reshape(-1)
-    block = BLOCK_PIXELS * channels
-    total = Moments.empty()
-    for start in range(0, len(samples), block):
-        part = samples[start : start + block]
-        values = compute(part, channels).tolist()  # Python ints
-        total = total.merge(
-            Moments(
-                len(part) // channels,
-                tuple(values[:channels]),
-                tuple(values[channels : 2 * channels]),
-                tuple(values[2 * channels : 3 * channels]),
-                tuple(values[3 * channels :]),
-            )
+        variance = tuple(max(q, 0.0) / self.count / (scale * scale) for q in self.m2)
+        return Finalized(
+            tuple(m / scale for m in self.mean),
+            tuple(math.sqrt(max(q, 0.0) / self.count) / scale for q in self.m2),
+            variance,
         )
-    return total
 
 
-def _float_moments(flat: np.ndarray) -> FloatMoments:
+def float_moments(flat: np.ndarray) -> FloatMoments:
+    """The :class:`FloatMoments` of float samples shaped (pixels, channels)."""
     total = FloatMoments.empty()
-    for start in range(0, len(flat), BLOCK_PIXELS):
-        block = flat[start : start + BLOCK_PIXELS].astype(np.float64)
+    for start in range(0, len(flat), FLOAT_BLOCK_PIXELS):
+        block = flat[start : start + FLOAT_BLOCK_PIXELS].astype(np.float64)
         mean = block.mean(axis=0)
         m2 = ((block - mean) ** 2).sum(axis=0)
         part = FloatMoments(

@@ -1,17 +1,18 @@
 """The summary protocol: what a task computes over its pixels and a tree reduction merges.
 
 A summary has an identity (:meth:`Summary.empty`), an associative and commutative
-:meth:`Summary.merge`, and a :meth:`Summary.finalize` that turns the merged whole into the
-statistics a stats file holds. :class:`~pipeline.core.moments.Moments` (exact, integer
-samples) and :class:`~pipeline.core.moments.FloatMoments` implement it.
+:meth:`Summary.merge`, its :meth:`Summary.moments` (count, sums, sums of squares, min, max) and
+a :meth:`Summary.finalize` that turns the merged whole into the statistics a stats file holds.
+:class:`~pipeline.core.histogram.Histogram` (integer samples, exact) and
+:class:`~pipeline.core.moments.FloatMoments` (float samples) implement it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple, Protocol, Self, TypeVar
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol, Self
 
-__all__ = ["Finalized", "Summary", "merge_all"]
+__all__ = ["Finalized", "MomentsLike", "Summary"]
 
 
 class Finalized(NamedTuple):
@@ -19,6 +20,26 @@ class Finalized(NamedTuple):
 
     mean: tuple[float, ...]
     std: tuple[float, ...]  # population (ddof 0)
+    variance: tuple[float, ...]
+
+
+class MomentsLike(Protocol):
+    """Count and per-channel sums, sums of squares, min and max."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def sum(self) -> Sequence[float]: ...
+
+    @property
+    def sum_sq(self) -> Sequence[float]: ...
+
+    @property
+    def min(self) -> Sequence[float]: ...
+
+    @property
+    def max(self) -> Sequence[float]: ...
 
 
 class Summary(Protocol):
@@ -38,17 +59,10 @@ class Summary(Protocol):
         """The summary of both pixel sets."""
         ...
 
+    def moments(self) -> MomentsLike:
+        """Count, per-channel sums, sums of squares, min and max."""
+        ...
+
     def finalize(self, scale: float) -> Finalized:
         """The statistics of the summarised pixels, ``scale`` mapping raw samples to [0, 1]."""
         ...
-
-
-S = TypeVar("S", bound=Summary)
-
-
-def merge_all(summaries: Iterable[S], empty: S) -> S:
-    """``empty`` merged with every summary, in order."""
-    total = empty
-    for summary in summaries:
-        total = total.merge(summary)
-    return total

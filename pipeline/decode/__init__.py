@@ -4,5 +4,15 @@ formats)."""
 from .decoded import Decoded
 from .image import decode, warm_up_decoders
 from .provenance import CONVERSIONS, decoder_versions
+from .transform import apply as apply_transform
+from .transform import pin_function
 
-__all__ = ["CONVERSIONS", "Decoded", "decode", "decoder_versions", "warm_up_decoders"]
+__all__ = [
+    "CONVERSIONS",
+    "Decoded",
+    "apply_transform",
+    "decode",
+    "decoder_versions",
+    "pin_function",
+    "warm_up_decoders",
+]

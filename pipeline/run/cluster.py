@@ -1,29 +1,35 @@
-"""Dask clusters for a run: attach to a scheduler, or start a LocalCluster and close it after.
+"""The Dask cluster of a run: attach to a scheduler, start a LocalCluster, or start the
+cluster manager ``--cluster`` names (:mod:`pipeline.run.managed`); closed after, always.
 
-A refused connection fails at once; the LocalCluster's processes do not see the terminal's
-Ctrl-C (see :mod:`pipeline.run.signals`) and are killed, not waited for, when the run ends
-with an exception.
+:func:`open_cluster` yields a :class:`Cluster`: how many worker threads to make shards for,
+and :meth:`Cluster.ready`, the client once the cluster is sized for the shards. A refused
+connection fails at once; the LocalCluster's processes do not see the terminal's Ctrl-C (see
+:mod:`pipeline.run.signals`) and are killed, not waited for, when the run ends with an
+exception. :func:`describe` is ``--dry-run``'s text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, performance_report
 from distributed.comm.addressing import parse_address, parse_host_port
 
-from ..config import DEFAULT_SCHEDULER_TIMEOUT
-from ..errors import SchedulerError
+from ..config import DEFAULT_SCHEDULER_TIMEOUT, JobConfig
+from ..errors import SchedulerError, UsageError
+from .managed import managed_cluster, start_cluster
 from .signals import sigint_blocked
+from .sizing import size_for
 
-__all__ = ["LOCAL_WORKER_ENVIRON", "dask_client"]
+__all__ = ["LOCAL_WORKER_ENVIRON", "Cluster", "dask_client", "describe", "open_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,131 @@ LOCAL_WORKER_ENVIRON = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
 }
 _DASK_DEFAULT_TRIM = "65536"
+
+
+class Cluster(Protocol):
+    """The run's cluster, started or attached to."""
+
+    @property
+    def threads(self) -> int:
+        """Worker threads to make shards for (planned, for a cluster not yet sized)."""
+
+    def ready(self, shards: int | None) -> Client:
+        """The client, once the cluster is sized for ``shards`` shards (None: more than any
+        size keeps busy)."""
+
+
+class _Running:
+    """A scheduler attached to, or the local cluster: already the size it will be."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.threads = sum(client.nthreads().values()) or 1
+
+    def ready(self, shards: int | None) -> Client:
+        return self.client
+
+
+@contextlib.contextmanager
+def open_cluster(config: JobConfig, processes: bool = True) -> Iterator[Cluster]:
+    """The cluster ``config`` asks for (``--scheduler``, ``--cluster``), for the block, and
+    Dask's performance report of the block in ``config.performance_report`` if it succeeds."""
+    spec = config.cluster_spec
+    if spec is not None and not processes:
+        raise UsageError(f"{config.source} lives in this process: only the local cluster sees it")
+    if config.performance_report:
+        _check_report_needs()
+    with contextlib.ExitStack() as stack:
+        cluster: Cluster
+        if spec is None:
+            client = stack.enter_context(dask_client(
+                config.scheduler_address, config.workers, config.threads_per_worker,
+                processes=processes, timeout=config.scheduler_timeout,
+            ))
+            cluster = _Running(client)
+        else:
+            managed = stack.enter_context(managed_cluster(spec, config.cluster_timeout))
+            client, cluster = managed.client, managed
+        if config.performance_report:
+            stack.enter_context(_report(client, config.performance_report))
+        yield cluster
+
+
+def _check_report_needs() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        raise UsageError("--performance-report needs bokeh: pip install 'imgstats[diagnostics]'")
+
+
+@contextlib.contextmanager
+def _report(client: Client, filename: str) -> Iterator[None]:
+    """Dask's performance report of the block, written to ``filename`` if the block succeeds
+    (a failed or interrupted run does not wait for it)."""
+    report = performance_report(filename=filename)
+    with client.as_current():
+        report.__enter__()
+    yield
+    try:
+        with client.as_current():
+            report.__exit__(None, None, None)
+    except OSError as exc:  # the statistics matter more than their report
+        log.warning("cannot write the performance report %s: %s", filename, exc)
+    else:
+        log.info("wrote Dask's performance report to %s", filename)
+
+
+def describe(config: JobConfig) -> str:
+    """What ``compute`` would start, for ``--dry-run``: a dask-jobqueue cluster's job script
+    (as it would submit it), another manager's spec, or the local cluster or scheduler."""
+    spec = config.cluster_spec
+    if spec is None:
+        address = config.scheduler_address
+        if address:
+            return f"# the Dask scheduler at {address}"
+        workers = config.workers or "one per core"
+        threads = config.threads_per_worker or 1
+        return f"# a local Dask cluster: {workers} workers x {threads} thread(s)"
+    lines = [
+        f"# cluster {spec.name!r}: {spec.module}.{spec.cls}",
+        f"# arguments: {', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items()) or 'none'}",
+    ]
+    if not spec.is_jobqueue:
+        return "\n".join(lines)
+    # A script to read needs no batch system, and its scheduler only an address to print.
+    options = {**spec.kwargs.get("scheduler_options", {}), "host": "127.0.0.1",
+               "dashboard_address": ":0"}
+    local = dataclasses.replace(spec, kwargs={**spec.kwargs, "scheduler_options": options})
+    created = _missing_folders(spec.kwargs.get("log_directory"))
+    with sigint_blocked():
+        cluster = start_cluster(local, check=False)
+    try:
+        from .jobqueue import job_shape
+
+        shape = job_shape(cluster)
+        sizing = size_for(spec.scale, spec.adapt, shape, None)
+        lines.append(f"# size: {sizing.describe(shape)} at most (fewer for fewer shards)")
+        lines.append(f"# the script of each job ({cluster.job_cls.submit_command} SCRIPT):")
+        script = cluster.job_script().replace(cluster.scheduler_address, "tcp://SCHEDULER:PORT")
+        return "\n".join([*lines, script.rstrip("\n")])
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.close()
+        for folder in created:  # dask-jobqueue makes the log folder; a dry run leaves none
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _missing_folders(path: Any) -> list[str]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing: list[str] = []
+    folder = os.path.abspath(os.path.expandvars(str(path))) if path else ""
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
 @contextlib.contextmanager
 def dask_client(
     scheduler: str | None = None,

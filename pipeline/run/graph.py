@@ -1,149 +1,121 @@
-"""The Dask graph of a scan: one task per shard, a tree of merges, only the result comes back.
+"""Scan tasks on the cluster, streaming: shards are submitted as they come, at most a window of
+them at once, and each result comes back as its task finishes.
 
-One task per shard returns that shard's :class:`~pipeline.core.result.ScanResult`; merge tasks
-combine ``split_every`` results at a time until one is left, and only that one comes back
-to the client. Shards are submitted in batches that each stay far below distributed's
-"large graph" threshold, so a million-file listing never goes to the scheduler as one message.
+One task per shard returns that shard's :class:`~pipeline.core.result.ScanResult` (its
+summaries per group and layout, its skips, its record segments); the caller merges results as
+they arrive, exactly, in any order. Shards are pulled from their iterator only when the window
+has room, so the listing, the shards and the results all stream: the client holds at most a
+window of shards, whatever the size of the collection.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from asyncio import CancelledError
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any
+from itertools import islice
+from typing import TypeVar
 
-import dask
-from dask.utils import parse_bytes
-from distributed import Client, Future, as_completed
+from distributed import Client, as_completed
+from distributed.scheduler import KilledWorker
 
 from ..config import ScanOptions
 from ..core.files import Shard
-from ..core.result import ScanResult, merge_results
+from ..core.result import ScanResult
 from ..errors import ImgstatsError
 from ..fs.location import Location
 from .sandbox import scan_in_sandbox
 from .scan import scan_shard
 
-__all__ = ["OnFilesDone", "run_scan", "submit_scan"]
+__all__ = ["TASK_RETRIES", "Retries", "stream_scans"]
 
 log = logging.getLogger(__name__)
 
 #: Task retries: a transient read error that outlasts the in-task retries fails the task,
-#: and Dask runs it again (on any worker) this many times before the run fails.
+#: and it runs again (on any worker) this many times before the run fails.
 TASK_RETRIES = 2
-#: Each graph submission carries at most this fraction of distributed's large-graph warning
-#: threshold (``distributed.admin.large-graph-warning-threshold``, 10 MB by default).
-SUBMIT_BATCH_FRACTION = 0.25
-#: Estimated pickled bytes of a listing entry beyond its path and token.
-_ENTRY_OVERHEAD_BYTES = 40
 
-#: Called with the number of files of each shard as its scan finishes (progress display).
-OnFilesDone = Callable[[int], None]
+T = TypeVar("T")
 
 
-def run_scan(
+class Retries:
+    """How many scan tasks failed and ran again (the run's ``retries.tasks``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def stream_scans(
     client: Client,
     location: Location,
-    shards: Sequence[Shard],
     options: ScanOptions,
-    split_every: int,
-    on_files_done: OnFilesDone | None = None,
-) -> ScanResult:
-    """Scan every shard on the cluster and tree-reduce the results to one.
-
-    ``on_files_done(n)`` is called (in this thread) as each shard of ``n`` files is scanned.
-    """
-    if not shards:
-        return ScanResult()
-    scans, final = submit_scan(client, location, shards, options, split_every)
-    try:
-        if on_files_done is not None:
-            sizes = {scan.key: len(shard.files) for scan, shard in zip(scans, shards, strict=True)}
-            for scan in as_completed(scans, loop=client.loop):
-                on_files_done(sizes[scan.key])
-        result: ScanResult = final.result()
-    except ImgstatsError:
-        raise
-    except Exception as exc:
-        raise ImgstatsError(f"run failed: {type(exc).__name__}: {exc}") from exc
-    return dataclasses.replace(result, task_retries=_task_retries(client, scans))
-
-
-def _task_retries(client: Client, futures: Sequence[Future[ScanResult]]) -> int:
-    """How many times these tasks failed and were run again (0 if the scheduler cannot say)."""
-
-    def count(keys: list[str], allowed: int, dask_scheduler: Any = None) -> int:
-        tasks = dask_scheduler.tasks
-        return sum(allowed - tasks[key].retries for key in keys if key in tasks)
-
-    try:
-        # A nested function travels by value: the scheduler needs no imgstats installed.
-        return int(client.run_on_scheduler(count, [f.key for f in futures], TASK_RETRIES))
-    except Exception as exc:
-        log.debug("cannot count task retries: %s", exc)
-        return 0
-
-
-def submit_scan(
-    client: Client,
-    location: Location,
-    shards: Sequence[Shard],
-    options: ScanOptions,
-    split_every: int,
-) -> tuple[list[Future[ScanResult]], Future[ScanResult]]:
-    """Submit the scan tasks, in batches, and the merge tree: (scan futures, final future).
+    shards: Iterable[tuple[T, Shard]],
+    window: int,
+    retries: Retries | None = None,
+) -> Iterator[tuple[T, ScanResult]]:
+    """Scan each ``(tag, shard)`` on the cluster, at most ``window`` at once, and yield
+    ``(tag, result)`` as each finishes (in no particular order).
 
     With a decode time limit (``options.decode_timeout``), each task decodes in a sandbox
     process (:mod:`pipeline.run.sandbox`): a file that hangs or crashes its decoder is skipped.
+    A task that fails runs again, up to :data:`TASK_RETRIES` times, counted in ``retries``
+    (each result is released as it arrives: a worker that retires holds no finished data);
+    a task that still fails fails the run with one line.
     """
     token = uuid.uuid4().hex[:12]
     scan: Callable[..., ScanResult] = scan_in_sandbox if options.decode_timeout else scan_shard
     task = partial(scan, location, options=options)
-    scans: list[Future[ScanResult]] = []
-    for batch in _batches(shards, _batch_bytes()):
-        scans += client.map(
-            task,
-            batch,
-            key=[f"imgstats-scan-{token}-{shard.index}" for shard in batch],
-            retries=TASK_RETRIES,
-            pure=False,
-        )
-    level = scans
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        level = [
-            client.submit(
-                merge_results,
-                level[start : start + split_every],
-                key=f"imgstats-merge-{token}-{depth}-{start}",
-                pure=False,
-            )
-            for start in range(0, len(level), split_every)
-        ]
-    return scans, level[0]
+    pending = iter(shards)
+    #: what each task in flight scans: key -> (tag, shard, attempt)
+    flight: dict[str, tuple[T, Shard, int]] = {}
+    running = as_completed([], loop=client.loop, with_results=True, raise_errors=False)
+
+    def submit(tag: T, shard: Shard, attempt: int = 0) -> None:
+        key = f"imgstats-scan-{token}-{shard.index}-{attempt}"
+        flight[key] = tag, shard, attempt
+        running.add(client.submit(task, shard, key=key, pure=False))
+
+    for tag, shard in islice(pending, window):
+        submit(tag, shard)
+    try:
+        while flight:
+            future, result = next(running)
+            tag, shard, attempt = flight.pop(str(future.key))
+            future.release()  # the result is here: nothing of it stays on the cluster
+            if not isinstance(result, ScanResult):  # (the status may have moved on since)
+                error = _failure(result)
+                if isinstance(error, CancelledError):
+                    raise ImgstatsError(f"run failed: the task of shard {shard.index} was "
+                                        f"cancelled ({error})")
+                if attempt >= TASK_RETRIES or isinstance(error, KilledWorker):
+                    raise error
+                log.debug("shard %d failed (%s); running it again", shard.index, error)
+                if retries is not None:
+                    retries.count += 1
+                submit(tag, shard, attempt + 1)
+                continue
+            for more in islice(pending, 1):  # one in, one out: the window stays full
+                submit(*more)
+            yield tag, result
+    except ImgstatsError:
+        raise
+    except Exception as exc:
+        raise ImgstatsError(f"run failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if flight:  # stopped early (an error, Ctrl-C): nothing more is wanted
+            with running.lock:
+                waiting = list(running.futures)
+            client.cancel(waiting)
 
 
-def _batch_bytes() -> int:
-    threshold = dask.config.get("distributed.admin.large-graph-warning-threshold", default="10MB")
-    return max(1, int(parse_bytes(threshold) * SUBMIT_BATCH_FRACTION))
-
-
-def _batches(shards: Sequence[Shard], limit: int) -> Iterator[list[Shard]]:
-    """Consecutive shards whose estimated pickled size adds up to at most ``limit`` bytes
-    (a single larger shard goes alone)."""
-    batch: list[Shard] = []
-    size = 0
-    for shard in shards:
-        cost = sum(len(e.path) + len(e.token) for e in shard.files)
-        cost += _ENTRY_OVERHEAD_BYTES * len(shard.files)
-        if batch and size + cost > limit:
-            yield batch
-            batch, size = [], 0
-        batch.append(shard)
-        size += cost
-    if batch:
-        yield batch
+def _failure(result: object) -> BaseException:
+    """The exception of a task that did not return: as_completed gives an erred task's
+    ``(type, exception, traceback)`` and a cancelled task's CancelledError."""
+    if isinstance(result, tuple):
+        _, error, traceback = result
+        return error.with_traceback(traceback)  # type: ignore[no-any-return]
+    if isinstance(result, BaseException):
+        return result
+    return TypeError(f"a scan task returned {type(result).__name__}")

@@ -1,23 +1,25 @@
 """Incremental runs, pure: diff a listing against the previous record, carry totals over.
 
-Integers make it exact: the previous version's sums minus the old contributions of removed
-and changed files is, bit for bit, the sum over the files that stayed; adding what was read
-now gives what a full run over the current files gives. Min and max cannot be subtracted:
-they are recomputed from the per-file rows that stayed.
+Integers make it exact: the previous version's histograms minus those of removed and changed
+files are, bit for bit, the histograms of the files that stayed; adding what was read now gives
+what a full run over the current files gives, group by group. Every other statistic (sums,
+min, max, quantiles) follows from the histograms.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from ..core.files import FileEntry
+from ..config import ScanOptions
+from ..core.files import FileEntry, FileSet
+from ..core.groups import NO_GROUP
+from ..core.histogram import AnySummary, Histogram
 from ..core.keys import ResultKey
 from ..core.result import ScanResult
 from ..store.document import Basis
 from ..store.record import FileRecord
-from .scan import NO_GROUP
 
 __all__ = ["Plan", "carry_over", "plan"]
 
@@ -58,26 +60,28 @@ def plan(entries: Sequence[FileEntry], previous: Sequence[FileEntry]) -> Plan:
     return Plan(to_read, reused, sorted(dropped + removed), len(removed))
 
 
-def carry_over(basis: Basis, record: FileRecord, planned: Plan) -> ScanResult:
-    """The totals of the files that stayed unchanged: the previous version's totals with the
-    dropped rows taken out exactly, min/max recomputed from the rows that stayed."""
-    kept = record.take(planned.reused)
-    extremes = kept.extremes()
-    if extremes is None:
-        return ScanResult()
-    moments = basis.moments
-    files = basis.files
+def carry_over(
+    basis: Basis, record: FileRecord, planned: Plan, options: ScanOptions
+) -> ScanResult:
+    """What the files that stayed unchanged hold: the previous version's groups with the
+    dropped rows taken out exactly."""
+    group_of = options.group_by or (lambda path: NO_GROUP)
+    gone = record.take(planned.dropped).totals(group_of)
+    summaries: dict[ResultKey, AnySummary] = {}
+    images: Counter[ResultKey] = Counter()
+    files: dict[str, FileSet] = {}
     high = basis.high_bit_depth_images
-    for row in record.take(planned.dropped).rows():
-        moments = moments.subtract(row.moments, moments.min, moments.max)
-        files = files.remove(row.entry)
-        high -= row.high_bit_depth
-    moments = replace(moments, min=extremes[0], max=extremes[1])
-    key = ResultKey(NO_GROUP, basis.layout)
-    return ScanResult(
-        summaries={key: moments},
-        images=Counter({key: len(kept)}),
-        high_bit_depth=high,
-        files=files,
-        rows=(),
-    )
+    for name, part in basis.parts.items():
+        histogram, count, kept = part.summary, part.images, part.files
+        assert isinstance(histogram, Histogram)  # a basis holds integer samples only
+        if name in gone:
+            histogram = histogram.subtract(gone[name].histogram)
+            count -= gone[name].images
+            kept = kept.subtract(gone[name].files)
+            high -= gone[name].high_bit_depth
+        if count:
+            key = ResultKey(name, basis.layout)
+            summaries[key] = histogram
+            images[key] = count
+            files[name] = kept
+    return ScanResult(summaries=summaries, images=images, high_bit_depth=high, files=files)

@@ -1,34 +1,48 @@
-"""One ``compute`` run: list, plan, scan, check, publish.
+"""One ``compute`` run: list, plan, scan, check, publish, streaming from end to end.
 
-When the store's latest version was built from the same source, mode and filters and has a
-per-file record, only new and changed files are read (see :mod:`pipeline.run.incremental`).
+The listing is lined up against the previous version's record segments range by range
+(:mod:`pipeline.run.plan`); the files to read are cut into shards as the plan goes
+(:mod:`pipeline.run.work`) and scanned on the cluster, at most a window at once
+(:mod:`pipeline.run.graph`); results are merged as they arrive and their rows become record
+segments at once (:mod:`pipeline.run.recorder`). Nothing per file stays on the client.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+import os
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import JobConfig
-from ..core.files import FileEntry, make_shards
+from ..core.files import FileEntry, FileSet
+from ..core.groups import NO_GROUP
+from ..core.keys import ResultKey
 from ..core.result import ScanResult, Skip
-from ..decode import CONVERSIONS
+from ..core.transform import record_of
+from ..decode import CONVERSIONS, pin_function
 from ..errors import ResultNotStoredError, SourceUnreachableError, StatsFileError, StoreError
 from ..fs.listing import list_images
 from ..fs.location import Location, describe_error, resolve, storage_errors
 from ..fs.retries import RetryCount, retry_count
 from ..store import StatsStore, open_store, writable_store
 from ..store.document import Basis, Stats, dumps
-from ..store.names import record_name, version_name
+from ..store.names import version_name
 from ..store.record import MAX_RECORD_BYTES, FileRecord
-from . import incremental
+from ..store.segments import Segment, read_manifest
 from .capacity import check_local_cluster
-from .cluster import dask_client
-from .graph import run_scan
+from .cluster import open_cluster
+from .graph import Retries, stream_scans
 from .outcome import Outcome, check
+from .plan import align
+from .recorder import Recorder, RecordStats
+from .sizing import JobShape, planned_threads
+from .work import Limits, Work, shards
 
 __all__ = ["ComputeResult", "Progress", "compute_stats"]
 
@@ -36,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Shards per worker thread at least, so large images still spread over every worker.
 SHARDS_PER_THREAD = 4
+#: Shards in flight per worker thread: enough to keep every thread busy while results travel.
+WINDOW_PER_THREAD = 4
 #: Keys that say when and how a version was made, not what it holds.
 _RUN_KEYS = frozenset({"version", "parent", "created", "run", "record"})
 
@@ -53,7 +69,7 @@ class Progress(Protocol):
     """Where a run reports how far it got (the CLI draws a progress bar from it)."""
 
     def begin(self, files: int) -> None:
-        """``files`` are to be read."""
+        """``files`` more are to be read (called as the plan finds them)."""
 
     def advance(self, files: int) -> None:
         """``files`` more were read."""
@@ -71,18 +87,22 @@ class Listing:
 
 @dataclass(frozen=True)
 class Previous:
-    """The latest version and its record, when this run can build on them."""
+    """The latest version and its record's manifest, when this run can build on them."""
 
     stats: Stats
     basis: Basis
-    record: FileRecord
+    manifest: bytes
 
 
 @dataclass(frozen=True)
 class Scanned:
-    """What the cluster read, and how: the merged result, shards and worker threads."""
+    """What the run read and how: the merged result and the work done."""
 
     result: ScanResult
+    costs: RecordStats
+    files_read: int = 0
+    files_reused: int = 0
+    files_removed: int = 0
     shards: int = 0
     threads: int = 0
 
@@ -95,6 +115,7 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
     fails leaves no store folder that it created.
     """
     started = time.perf_counter()
+    config = pin_function(config)  # the --transform function's source, checked by every task
     source = resolve(config.source, config.source_options)
     if config.scheduler_address is None:
         check_local_cluster(
@@ -110,10 +131,25 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
     try:
         parent = max(store.versions(), default=None)  # the version this run starts from
         previous = None if config.full else find_previous(store, parent, source, config)
-        planned = plan(listing, previous)
-        scanned = scan(planned.to_read, source, config, progress)
-        outcome = combine(config, source, store, listing, previous, planned, scanned, retries)
-        return publish(store, outcome, parent, previous, planned, scanned, started)
+        recorder = Recorder(
+            store,
+            config.segment_files,
+            config.scan_options.group_by or (lambda path: NO_GROUP),
+            _totals(previous.basis) if previous else ScanResult(),
+            previous.basis.layout if previous else None,
+        )
+        try:
+            scanned = scan(listing, previous, source, store, config, recorder, progress)
+            outcome = combine(config, source, store, listing, previous, scanned, retries)
+            outcome = dataclasses.replace(outcome, record=keep_record(recorder, previous))
+            done = publish(store, outcome, parent, previous, started)
+            if recorder.failure is not None:  # the stats are stored; the next run's shortcut is not
+                log.warning("%s; the version keeps no per-file record: the next run reads "
+                            "every file", recorder.failure)
+            return done
+        except BaseException:
+            recorder.abandon()
+            raise
     except BaseException:
         store.remove_created_folders()
         raise
@@ -140,7 +176,7 @@ def list_source(source: Location, config: JobConfig) -> Listing:
 def find_previous(
     store: StatsStore, version: int | None, source: Location, config: JobConfig
 ) -> Previous | None:
-    """Step 2a: the latest version and its record if this run can build on them; else None
+    """Step 2: the latest version and its record if this run can build on them; else None
     (a full run), with the reason logged."""
     if version is None:
         return None
@@ -158,87 +194,141 @@ def find_previous(
         and basis.max_image_pixels == config.max_image_pixels
         and basis.max_file_bytes == config.max_file_bytes
         and basis.conversion == CONVERSIONS[config.mode]
+        and basis.group_by == config.group_by
+        and basis.transform == record_of(config.transform_spec)
     )
     if not same:
-        log.info("full run: version %d was built from another source, mode, filters or limits",
-                 version)
+        log.info("full run: version %d was built from another source, mode, filters, limits, "
+                 "groups or transform", version)
         return None
     if basis.record is None:
         log.info("full run: version %d has no per-file record", version)
         return None
     try:
-        data = store.read_bytes(basis.record, MAX_RECORD_BYTES)
-        record = FileRecord.from_bytes(data, repr(store.url_of(basis.record)))
+        manifest = store.read_bytes(basis.record, MAX_RECORD_BYTES)
+        files = FileSet()
+        for segment in read_manifest(manifest, store.url_of(basis.record)):
+            files = files.merge(segment.files)
     except (FileNotFoundError, StatsFileError) as exc:
         log.warning("full run: the record of version %d cannot be read (%s)", version, exc)
         return None
-    if len(record) != basis.files.count:
+    recorded = FileSet()
+    for part in basis.parts.values():
+        recorded = recorded.merge(part.files)
+    if files != recorded:
         log.warning("full run: the record of version %d does not match its stats", version)
         return None
-    return Previous(stats, basis, record)
-
-
-def plan(listing: Listing, previous: Previous | None) -> incremental.Plan:
-    """Step 2b: the files to read, and the record rows to keep or take out."""
-    if previous is None:
-        return incremental.Plan.full(listing.entries)
-    planned = incremental.plan(listing.entries, previous.record.entries())
-    log.info(
-        "incremental run on version %d: %d files to read, %d unchanged, %d removed",
-        previous.stats.version,
-        len(planned.to_read),
-        len(planned.reused),
-        planned.removed,
-    )
-    return planned
+    return Previous(stats, basis, manifest)
 
 
 def scan(
-    files: list[FileEntry], source: Location, config: JobConfig, progress: Progress | None
+    listing: Listing,
+    previous: Previous | None,
+    source: Location,
+    store: StatsStore,
+    config: JobConfig,
+    recorder: Recorder,
+    progress: Progress | None,
 ) -> Scanned:
-    """Step 3: decode ``files`` on the cluster and merge what they hold."""
-    if not files:
-        return Scanned(ScanResult())
-    options = config.scan_options
+    """Step 3: line the listing up against the previous record, read what changed on the
+    cluster, merge the results and write their record segments as they arrive."""
+    options = dataclasses.replace(config.scan_options, segment_files=config.segment_files)
     if source.is_process_local and options.decode_timeout:
         log.info("%r lives in this process: decoding without a sandbox or time limit", source.url)
         options = dataclasses.replace(options, decode_timeout=0)
-    scanned: Scanned | None = None
+    segments: Iterator[Segment] = (
+        read_manifest(previous.manifest) if previous is not None else iter(())
+    )
+
+    def read(segment: Segment) -> FileRecord:
+        return FileRecord.from_bytes(store.read_bytes(segment.name, segment.size),
+                                     store.url_of(segment.name))
+
+    planned = [0, 0]  # files to read, shards
+    threads = _planned_threads(config)
+    work = shards(
+        align(listing.entries, segments),
+        recorder,
+        read,
+        Limits(config.shard_bytes, config.shard_files),
+        min_shards=threads * SHARDS_PER_THREAD,
+    )
+    first = next(work, None)  # no cluster is started for a run with nothing to read
+    scanned = False
     try:
-        with dask_client(
-            config.scheduler_address,
-            config.workers,
-            config.threads_per_worker,
-            processes=not source.is_process_local,
-            timeout=config.scheduler_timeout,
-        ) as client:
-            threads = sum(client.nthreads().values()) or 1
-            shards = make_shards(
-                files, config.shard_bytes, config.shard_files,
-                min_shards=threads * SHARDS_PER_THREAD,
-            )
-            log.info("decoding %d files in %d shards on %d worker threads", len(files),
-                     len(shards), threads)
-            if progress is not None:
-                progress.begin(len(files))
-            result = run_scan(
-                client,
-                source,
-                shards,
-                options,
-                config.split_every,
-                on_files_done=progress.advance if progress is not None else None,
-            )
-            scanned = Scanned(result, len(shards), threads)
-            log.info("scanned %d files; closing the cluster", len(files))
+        if first is not None:
+            with open_cluster(config, processes=not source.is_process_local) as cluster:
+                ahead = [first, *itertools.islice(work, cluster.threads * SHARDS_PER_THREAD)]
+                more = len(ahead) > cluster.threads * SHARDS_PER_THREAD
+                # sized for the shards: no more jobs than a small run can keep busy
+                client = cluster.ready(None if more else len(ahead))
+                threads = cluster.threads
+
+                def tagged() -> Iterator[tuple[Work, Any]]:
+                    for item in itertools.chain(ahead, work):
+                        planned[0] += len(item.shard.files)
+                        planned[1] += 1
+                        if progress is not None:
+                            progress.begin(len(item.shard.files))
+                        yield item, item.shard
+
+                counted = Retries()
+                log.info("decoding on %d worker threads", threads)
+                for item, result in stream_scans(client, source, options, tagged(),
+                                                 WINDOW_PER_THREAD * threads, counted):
+                    recorder.scanned(item.slots, result)
+                    if progress is not None:
+                        progress.advance(len(item.shard.files))
+                recorder.totals = dataclasses.replace(recorder.totals, task_retries=counted.count)
+                scanned = True
     except Exception as exc:
-        if scanned is None:
+        if not scanned:
             raise
         # The result is known: a cluster that fails to close must not lose it.
         log.warning("closing the Dask cluster failed after the scan (%s); the result is kept",
                     describe_error(exc))
-    assert scanned is not None
-    return scanned
+    return Scanned(recorder.totals, recorder.stats, planned[0], recorder.reused,
+                   recorder.removed, planned[1], threads)
+
+
+def keep_record(recorder: Recorder, previous: Previous | None) -> str | None:
+    """Step 4b: the new record's manifest, once the result is known to become a version: the
+    previous one when no range changed, else a new one. Float samples keep no record."""
+    if not _keeps_record(recorder.totals):
+        return None
+    if previous is not None and recorder.unchanged:
+        return previous.basis.record
+    return recorder.finish()
+
+
+def _planned_threads(config: JobConfig) -> int:
+    """Worker threads the run expects, to cut a small collection into enough shards before
+    any cluster is started (the cluster then sizes itself for the shards)."""
+    spec = config.cluster_spec
+    if spec is not None:
+        return planned_threads(spec.scale, spec.adapt, JobShape())  # a thread per job, at least
+    if config.scheduler_address:
+        return 2  # unknown until attached; only small collections are cut by it
+    return (config.workers or os.cpu_count() or 1) * (config.threads_per_worker or 1)
+
+
+def _keeps_record(result: ScanResult) -> bool:
+    """Whether the run keeps a per-file record: integer samples only (float ones keep
+    moments, which cannot be taken apart again)."""
+    return all(key.layout.is_integer for key in result.summaries)
+
+
+def _totals(basis: Basis) -> ScanResult:
+    """The previous version's groups as a result that the run adds to and takes from."""
+    summaries = {}
+    images: Counter[ResultKey] = Counter()
+    files = {}
+    for name, part in basis.parts.items():
+        key = ResultKey(name, basis.layout)
+        summaries[key] = part.summary
+        images[key] = part.images
+        files[name] = part.files
+    return ScanResult(summaries, images, basis.high_bit_depth_images, files=files)
 
 
 def combine(
@@ -247,31 +337,26 @@ def combine(
     store: StatsStore,
     listing: Listing,
     previous: Previous | None,
-    planned: incremental.Plan,
     scanned: Scanned,
     retries: set[RetryCount],
 ) -> Outcome:
-    """Step 4: what was kept, what was read and what could not be listed, merged and checked."""
-    carried = (
-        incremental.carry_over(previous.basis, previous.record, planned)
-        if previous is not None
-        else ScanResult()
-    )
-    result = carried.merge(scanned.result).merge(ScanResult(skipped=listing.unlisted))
-    key = check(result, config, len(listing.entries), store.url)
-    requests = scanned.result.retries + sum(count.value for count in retries)
+    """Step 4: what was kept, what was read and what could not be listed, checked."""
+    result = scanned.result.merge(ScanResult(skipped=listing.unlisted))
+    layout = check(result, config, len(listing.entries), store.url)
+    requests = result.retries + sum(count.value for count in retries)
     run = {
-        "files_read": len(planned.to_read),
-        "files_reused": len(planned.reused),
-        "files_removed": planned.removed,
+        "files_read": scanned.files_read,
+        "files_reused": scanned.files_reused,
+        "files_removed": scanned.files_removed,
         "incremental": previous is not None,
-        "bytes_read": scanned.result.bytes_read,
+        "bytes_read": result.bytes_read,
         "shards": scanned.shards,
         "worker_threads": scanned.threads,
-        "task_seconds": round(scanned.result.seconds, 3),
-        "retries": {"storage_requests": requests, "tasks": scanned.result.task_retries},
+        "task_seconds": round(result.seconds, 3),
+        "retries": {"storage_requests": requests, "tasks": result.task_retries},
+        "record": scanned.costs.as_dict(),
     }
-    return Outcome(config, source.url, key, result, run)
+    return Outcome(config, source.url, layout, result, run)
 
 
 def publish(
@@ -279,11 +364,9 @@ def publish(
     outcome: Outcome,
     parent: int | None,
     previous: Previous | None,
-    planned: incremental.Plan,
-    scanned: Scanned,
     started: float,
 ) -> ComputeResult:
-    """Step 5: write the version (none when nothing changed), then its per-file record."""
+    """Step 5: write the version (none when nothing changed); its record is already written."""
 
     def document(version: int | None, parent: int | None) -> dict[str, Any]:
         return outcome.document(version, parent, time.perf_counter() - started)
@@ -308,13 +391,6 @@ def publish(
             f"{exc} (the computed statistics are printed on stdout)", document(None, parent)
         ) from exc
     _report_retries(outcome.run["retries"])
-    if outcome.keeps_record:
-        kept = [previous.record.take(planned.reused)] if previous else []
-        record = FileRecord.concat([*kept, FileRecord.from_blocks(scanned.result.rows)])
-        try:
-            store.write_file(record_name(version), record.to_bytes())
-        except StoreError as exc:  # the stats are stored; only the next run's shortcut is lost
-            log.warning("%s; the next run will read every file", exc)
     url = store.url_of(version_name(version))
     log.info("wrote %r", url)
     return ComputeResult(Stats.from_document(written), url, written=True)

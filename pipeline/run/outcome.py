@@ -16,13 +16,13 @@ from typing import Any
 
 from .._version import __version__
 from ..config import JobConfig
-from ..core.keys import ResultKey
-from ..core.moments import AnyMoments
-from ..core.result import ScanResult
+from ..core.files import FileSet
+from ..core.keys import Layout
+from ..core.result import ScanResult, merge_summaries
+from ..core.transform import record_of
 from ..decode import CONVERSIONS, decoder_versions
 from ..errors import InputError, LayoutError, TooManyErrorsError
-from ..store.document import build_document
-from ..store.names import record_name
+from ..store.document import Part, build_document
 
 __all__ = ["Outcome", "check"]
 
@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 SKIPS_LOGGED = 10
 
 
-def check(result: ScanResult, config: JobConfig, listed: int, store: str) -> ResultKey:
-    """The one key of a result that may become a version; the errors that stop the run
+def check(result: ScanResult, config: JobConfig, listed: int, store: str) -> Layout:
+    """The one layout of a result that may become a version; the errors that stop the run
     otherwise. Warns about the files skipped."""
     skipped = sorted(result.skipped)
     if skipped and config.on_error == "fail":
@@ -55,8 +55,12 @@ def check(result: ScanResult, config: JobConfig, listed: int, store: str) -> Res
     if len(skipped) > SKIPS_LOGGED:
         log.warning("skipped %d more files (`imgstats show %r --skipped` lists them all)",
                     len(skipped) - SKIPS_LOGGED, store)
-    if len(result.summaries) > 1:
-        counts = ", ".join(f"{key.layout}: {n}" for key, n in sorted(result.images.items()))
+    layouts = {key.layout for key in result.summaries}
+    if len(layouts) > 1:
+        per_layout: dict[Layout, int] = {}
+        for key, n in result.images.items():
+            per_layout[key.layout] = per_layout.get(key.layout, 0) + n
+        counts = ", ".join(f"{layout}: {n}" for layout, n in sorted(per_layout.items()))
         raise LayoutError(
             f"native mode needs one channel layout and sample type per run, found {counts}"
         )
@@ -67,8 +71,8 @@ def check(result: ScanResult, config: JobConfig, listed: int, store: str) -> Res
             result.high_bit_depth,
             config.mode,
         )
-    [key] = result.summaries
-    return key
+    [layout] = layouts
+    return layout
 
 
 @dataclass(frozen=True)
@@ -77,52 +81,74 @@ class Outcome:
 
     config: JobConfig
     source: str  # the source's URL
-    key: ResultKey
+    layout: Layout
     result: ScanResult
     run: dict[str, Any]  # files read and reused, shards, retries...
+    record: str | None = None  # the per-file record's manifest
 
     @property
-    def summary(self) -> AnyMoments:
-        return self.result.summaries[self.key]
+    def parts(self) -> dict[str, Part]:
+        """What each group holds (a run without groups has the one group ``""``)."""
+        result = self.result
+        return {
+            key.group: Part(summary, result.images[key], result.files.get(key.group, FileSet()))
+            for key, summary in sorted(result.summaries.items())
+        }
+
+    @property
+    def total(self) -> Part:
+        parts = list(self.parts.values())
+        summary = parts[0].summary
+        for part in parts[1:]:
+            summary = merge_summaries(summary, part.summary)
+        return Part(summary, sum(p.images for p in parts), self.result.all_files)
 
     @property
     def keeps_record(self) -> bool:
         """Whether the run keeps a per-file record (integer samples: exact totals)."""
-        return self.key.layout.is_integer
+        return self.layout.is_integer
 
     def document(self, version: int | None, parent: int | None, seconds: float) -> dict[str, Any]:
         """The stats file of this outcome as version ``version`` (None: not stored)."""
         result = self.result
+        grouped = self.config.group_by is not None
         return build_document(
             version=version,
             parent=parent,
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             source=self.source,
             mode=self.config.mode,
-            layout=self.key.layout,
-            moments=self.summary,
-            image_count=result.images[self.key],
+            layout=self.layout,
+            total=self.total,
             skipped=[{"path": s.path, "error": s.error} for s in sorted(result.skipped)],
-            files={
-                "count": result.files.count,
-                "bytes": result.files.nbytes,
-                "fingerprint": result.files.fingerprint,
-            },
             run={**self.run, "seconds": round(seconds, 3)},
-            provenance=provenance(self.config, result),
+            provenance=provenance(self.config, self.layout, result),
             tool_version=__version__,
-            record=record_name(version) if self.keeps_record and version is not None else None,
+            groups=self.parts if grouped else None,
+            group_by=self.config.group_by,
+            record=self.record if version is not None else None,
+            transform=record_of(self.config.transform_spec),
         )
 
 
-def provenance(config: JobConfig, result: ScanResult) -> dict[str, Any]:
+def provenance(config: JobConfig, layout: Layout, result: ScanResult) -> dict[str, Any]:
     """What anyone needs to reproduce the numbers."""
     return {
         "decoders": decoder_versions(),
         "conversion": CONVERSIONS[config.mode],
+        "transform": _transform_provenance(config),
         "ddof": 0,
-        "exact": "integer sums and sums of squares; mean and std are the float64 nearest to "
-        "the exact values (float samples: pairwise float64 merge, not bit-exact)",
+        "exact": "integer histograms of every sample value, and from them integer sums and "
+        "sums of squares; mean, std and variance are the float64 nearest to the exact values "
+        "(float samples: pairwise float64 merge, not bit-exact)",
+        "histogram": (
+            "exact counts of every sample value per channel"
+            if layout.is_integer
+            else "none: float samples keep moments only"
+        ),
+        "quantiles": "numpy's inverted_cdf: the smallest sample value v with "
+        "count(samples <= v) >= q * n",
+        "group_by": config.group_by,
         "include": list(config.include),
         "exclude": list(config.exclude),
         "high_bit_depth_images": result.high_bit_depth,
@@ -133,3 +159,15 @@ def provenance(config: JobConfig, result: ScanResult) -> dict[str, Any]:
         "dask": package_version("dask"),
         "distributed": package_version("distributed"),
     }
+
+
+def _transform_provenance(config: JobConfig) -> str | None:
+    """How the pixels were transformed after the conversion, as torchvision code reads."""
+    transform = config.transform_spec
+    if transform is None:
+        return None
+    return (
+        f"{transform.describe()}: torchvision's rules on the PIL image of the conversion "
+        "(Resize: shorter side to N, longer to int(N * long / short); CenterCrop: zero "
+        "padding, top-left int(round((size - crop) / 2))), Pillow's resampling filters"
+    )

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..config import ScanOptions
 from ..core.files import FileEntry, Shard
-from ..core.moments import from_pixels
+from ..core.histogram import summarize
 from ..core.result import ScanResult, Skip
 from ..decode import warm_up_decoders
 from ..fs.location import Location
@@ -263,7 +263,7 @@ def _warm_up() -> None:
     """Load what a first 8-bit decode would (codecs, the compiled kernel), so that the time
     limit counts decoding only (the 16-bit kernel loads with the first 16-bit image)."""
     for decoded in warm_up_decoders():
-        from_pixels(decoded.pixels)
+        summarize(decoded.pixels)
 
 
 def _die_with_parent(parent: int) -> None:

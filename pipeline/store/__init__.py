@@ -23,7 +23,7 @@ from .base import StatsStore
 from .document import Stats
 from .local import LocalStore
 from .memory import MemoryStore
-from .names import LATEST, record_name, version_name
+from .names import LATEST, version_name
 from .s3 import S3Store
 from .unsafe import UnsafeStore
 
@@ -36,7 +36,6 @@ __all__ = [
     "StatsStore",
     "UnsafeStore",
     "open_store",
-    "record_name",
     "version_name",
     "writable_store",
 ]

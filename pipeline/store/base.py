@@ -60,9 +60,14 @@ class StatsStore(ABC):
 
     # what the backend does -----------------------------------------------------------------
     @abstractmethod
-    def create(self, name: str, data: bytes) -> None:
-        """Write a new file ``name``, whole or not at all; :class:`FileExistsError` if the name
-        exists (never overwrite it)."""
+    def create(self, name: str, data: bytes, durable: bool = True) -> None:
+        """Write a new file ``name`` (which may hold ``/``: a file in a sub-folder), whole or
+        not at all; :class:`FileExistsError` if the name exists (never overwrite it).
+        ``durable=False``: the backend may return before the bytes are on stable storage
+        (:meth:`sync` waits for them)."""
+
+    def sync(self) -> None:  # noqa: B027 (most backends are durable at once: nothing to wait for)
+        """Wait until every file created with ``durable=False`` is on stable storage."""
 
     @abstractmethod
     def publish_latest(self, version: int, data: bytes) -> None:
@@ -179,16 +184,29 @@ class StatsStore(ABC):
             self._created_folders = missing
 
     def remove_created_folders(self) -> None:
-        """Remove the folders :meth:`prepare` made, if they are still empty (a run that failed
-        leaves no empty ``--out`` folder behind)."""
+        """Remove the folders :meth:`prepare` made, if they hold nothing but empty folders (a
+        run that failed leaves no empty ``--out`` folder behind)."""
         for folder in reversed(self._created_folders):
             try:
-                if self.fs.ls(folder, detail=False, refresh=True):
+                if not self._remove_empty_tree(folder):
                     return
-                self.fs.rmdir(folder)
             except OSError:
                 return
         self._created_folders = []
+
+    def _remove_empty_tree(self, folder: str) -> bool:
+        """Remove ``folder`` if it holds only (trees of) empty folders; whether it did."""
+        for entry in self.fs.ls(folder, detail=True, refresh=True):
+            if entry.get("type") != "directory" or not self._remove_empty_tree(entry["name"]):
+                return False
+        self.fs.rmdir(folder)
+        return True
+
+    def discard(self, folder: str) -> None:
+        """Delete a folder of files this run created and nothing references (a failed run's
+        record segments), best effort."""
+        with contextlib.suppress(Exception):
+            self.fs.rm(self.path_of(folder), recursive=True)
 
     def write(self, build: Callable[[int, int | None], bytes], parent: int | None) -> int:
         """Create the next version with ``build(version, parent)``; returns its number.
@@ -242,10 +260,10 @@ class StatsStore(ABC):
                     "it): published it", LATEST, newest)
         self.publish_latest(newest, data)
 
-    def write_file(self, name: str, data: bytes) -> None:
-        """Create a companion file (a version's record) exclusively and atomically."""
+    def write_file(self, name: str, data: bytes, durable: bool = True) -> None:
+        """Create a companion file (a record segment or manifest) exclusively and atomically."""
         try:
-            self.create(name, data)
+            self.create(name, data, durable)
         except Exception as exc:
             raise as_storage_error(exc, self.location, f"write {name} to", StoreError) from exc
 

@@ -55,10 +55,18 @@ class LocalStore(StatsStore):
         return (f"store {self.url!r} has something other than a lock file at {LOCK!r} (a "
                 "symbolic link?): imgstats never follows it; remove it")
 
-    def create(self, name: str, data: bytes) -> None:
-        with self._temp_file(data) as temp:
-            os.link(temp, self.path_of(name))
-        _fsync_dir(self.location.path)
+    def create(self, name: str, data: bytes, durable: bool = True) -> None:
+        target = self.path_of(name)
+        folder = os.path.dirname(target)
+        if folder != self.location.path:
+            os.makedirs(folder, exist_ok=True)
+        with self._temp_file(data, durable) as temp:
+            os.link(temp, target)
+        if durable:
+            _fsync_dir(folder)
+
+    def sync(self) -> None:
+        os.sync()  # one flush for the files written without fsync (record segments)
 
     def publish_latest(self, version: int, data: bytes) -> None:
         # O_NOFOLLOW: a symlink planted at the lock's name does not make us create its target.
@@ -128,16 +136,17 @@ class LocalStore(StatsStore):
                 os.close(fd)
 
     @contextlib.contextmanager
-    def _temp_file(self, data: bytes) -> Iterator[str]:
-        """A complete, synced temp file beside the store's files, locked (see
-        :meth:`clean_up`) until it has been linked or renamed and is gone."""
+    def _temp_file(self, data: bytes, durable: bool = True) -> Iterator[str]:
+        """A complete temp file beside the store's files (synced when ``durable``), locked
+        (see :meth:`clean_up`) until it has been linked or renamed and is gone."""
         temp = self.path_of(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         with open(temp, "xb") as handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                handle.flush()  # complete before it is linked (the lock keeps it open)
+                if durable:
+                    os.fsync(handle.fileno())
                 yield temp
             finally:
                 with contextlib.suppress(FileNotFoundError):

@@ -20,7 +20,7 @@ class MemoryStore(StatsStore):
     def supports_exclusive_create(self) -> bool:
         return True
 
-    def create(self, name: str, data: bytes) -> None:
+    def create(self, name: str, data: bytes, durable: bool = True) -> None:
         with self._lock:
             if self.fs.exists(self.path_of(name)):
                 raise FileExistsError(self.url_of(name))

@@ -1,14 +1,27 @@
-"""The names of a store's files, in one place: versions, ``latest.json``, per-file records."""
+"""The names of a store's files, in one place: versions, ``latest.json``, the per-file
+record's manifests and segments. A name read from a stats file is followed only if it is one
+of these shapes (never a path elsewhere)."""
 
 from __future__ import annotations
 
 import re
+import uuid
 
-__all__ = ["LATEST", "is_record_name", "parse_version_name", "record_name", "version_name"]
+__all__ = [
+    "LATEST",
+    "is_manifest_name",
+    "is_segment_name",
+    "manifest_name",
+    "parse_version_name",
+    "run_folder",
+    "segment_name",
+    "version_name",
+]
 
 LATEST = "latest.json"
 _VERSION_RE = re.compile(r"^v(\d{6,})\.json$")
-_RECORD_RE = re.compile(r"^v\d{6,}\.files\.parquet$")
+_SEGMENT_RE = re.compile(r"^segments/[0-9a-f]{32}/[0-9a-f]{32}\.parquet$")
+_MANIFEST_RE = re.compile(r"^manifests/[0-9a-f]{32}\.parquet$")
 
 
 def version_name(version: int) -> str:
@@ -22,11 +35,24 @@ def parse_version_name(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def record_name(version: int) -> str:
-    """``v000002.files.parquet``: the per-file record of version 2."""
-    return f"v{version:06d}.files.parquet"
+def run_folder() -> str:
+    """A new run's folder of record segments (random: two runs never pick the same one)."""
+    return f"segments/{uuid.uuid4().hex}"
 
 
-def is_record_name(name: str) -> bool:
-    """Whether ``name`` is one :func:`record_name` makes (never a path elsewhere)."""
-    return bool(_RECORD_RE.match(name))
+def segment_name(folder: str) -> str:
+    """A new record segment's name in a run's folder."""
+    return f"{folder}/{uuid.uuid4().hex}.parquet"
+
+
+def manifest_name() -> str:
+    """A new record manifest's name."""
+    return f"manifests/{uuid.uuid4().hex}.parquet"
+
+
+def is_segment_name(name: str) -> bool:
+    return bool(_SEGMENT_RE.match(name))
+
+
+def is_manifest_name(name: str) -> bool:
+    return bool(_MANIFEST_RE.match(name))

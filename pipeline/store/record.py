@@ -1,10 +1,12 @@
-"""The per-file record kept beside each version: every counted file and its exact moments.
+"""The per-file record: every counted file and its exact histogram, as Parquet tables.
 
-``v000002.files.parquet`` (:func:`~pipeline.store.names.record_name`) holds one row per
-counted file, sorted by path: its listing entry (path, size, ETag/mtime token), layout, whether
-it stores more than 8 bits per sample, and its per-channel pixel count, sums and sums of
-squares (decimal strings: exact at any size) and min/max. Incremental runs diff the listing
-against it and take old contributions out exactly.
+A table holds one row per counted file, sorted by path: its listing entry (path, size,
+ETag/mtime token), layout, whether it stores more than 8 bits per sample, and its histogram,
+sparse: ``bins`` lists the flat index ``channel * 2**bits + value`` of every value the file
+holds, ``counts`` how many samples hold it (both delta-encoded by Parquet, then zstd). A
+version's record is a sequence of such tables, its segments (:mod:`pipeline.store.segments`);
+incremental runs diff the listing against them and take the old contributions of changed and
+removed files out exactly.
 
 Paths are stored as bytes (:func:`~pipeline.core.files.path_bytes`: UTF-8, and a local name
 that is not valid UTF-8 as it is on disk), since Parquet strings must be valid UTF-8; records
@@ -14,7 +16,7 @@ written with a string path column are read as well.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..core.files import FileEntry, path_bytes, path_text
+from ..core.files import FileEntry, FileSet, path_bytes, path_text
+from ..core.histogram import Histogram
 from ..core.keys import Layout
-from ..core.moments import Moments
+from ..core.result import RecordPart
 from ..errors import StatsFileError
 
-__all__ = ["MAX_RECORD_BYTES", "FileRecord", "FileRow"]
+__all__ = ["MAX_RECORD_BYTES", "FileRecord", "FileRow", "GroupTotals", "sparse"]
 
-#: The largest record read (hundreds of millions of files' rows): a record is read with this
-#: bound, never without one.
+#: The largest record segment or manifest read: each is read with this bound, never without.
 MAX_RECORD_BYTES = 2**32
 
 _FIELDS: list[pa.Field[Any]] = [
@@ -40,24 +42,42 @@ _FIELDS: list[pa.Field[Any]] = [
     pa.field("token", pa.string()),
     pa.field("layout", pa.string()),
     pa.field("high_bit_depth", pa.bool_()),
-    pa.field("count", pa.int64()),
-    pa.field("sum", pa.list_(pa.string())),
-    pa.field("sum_sq", pa.list_(pa.string())),
-    pa.field("min", pa.list_(pa.int64())),
-    pa.field("max", pa.list_(pa.int64())),
+    pa.field("bins", pa.list_(pa.int32())),
+    pa.field("counts", pa.list_(pa.int64())),
 ]
 SCHEMA = pa.schema(_FIELDS)
 _STRING_PATHS = SCHEMA.set(0, pa.field("path", pa.string()))
+_PARQUET: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["layout"],
+    # Encodings of list columns are named by their leaf ("bins.list.element"): a plain
+    # "bins" would be ignored without a word.
+    "column_encoding": {
+        "size": "DELTA_BINARY_PACKED",
+        "bins.list.element": "DELTA_BINARY_PACKED",
+        "counts.list.element": "DELTA_BINARY_PACKED",
+    },
+}
 
 
 @dataclass(frozen=True)
 class FileRow:
-    """One counted file: its listing entry, layout and exact moments."""
+    """One counted file: its listing entry, layout and exact histogram."""
 
     entry: FileEntry
     layout: Layout
-    moments: Moments  # integer samples only: float ones keep no record
+    histogram: Histogram
     high_bit_depth: bool = False
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    """What some rows of one group add up to: their histogram, files and images."""
+
+    histogram: Histogram
+    files: FileSet
+    images: int
+    high_bit_depth: int
 
 
 @dataclass(frozen=True)
@@ -67,21 +87,45 @@ class FileRecord:
     table: pa.Table
 
     @classmethod
-    def from_rows(cls, rows: Sequence[FileRow]) -> FileRecord:
-        ordered = sorted(rows, key=lambda row: row.entry.path)
+    def from_columns(
+        cls,
+        entries: Sequence[FileEntry],
+        layouts: Sequence[Layout],
+        high_bit_depth: Sequence[bool],
+        bins: Sequence[np.ndarray],
+        counts: Sequence[np.ndarray],
+    ) -> FileRecord:
+        """One row per file, in the order given, each histogram sparse (see :func:`sparse`)."""
+        lengths = np.zeros(len(bins) + 1, np.int32)
+        np.cumsum([len(b) for b in bins], out=lengths[1:])
+        offsets = pa.array(lengths, pa.int32())
         columns = {
-            "path": [path_bytes(r.entry.path) for r in ordered],
-            "size": [r.entry.size for r in ordered],
-            "token": [r.entry.token for r in ordered],
-            "layout": [str(r.layout) for r in ordered],
-            "high_bit_depth": [r.high_bit_depth for r in ordered],
-            "count": [r.moments.count for r in ordered],
-            "sum": [[str(v) for v in r.moments.sum] for r in ordered],
-            "sum_sq": [[str(v) for v in r.moments.sum_sq] for r in ordered],
-            "min": [list(r.moments.min) for r in ordered],
-            "max": [list(r.moments.max) for r in ordered],
+            "path": pa.array([path_bytes(e.path) for e in entries], pa.binary()),
+            "size": pa.array([e.size for e in entries], pa.int64()),
+            "token": pa.array([e.token for e in entries], pa.string()),
+            "layout": pa.array([str(layout) for layout in layouts], pa.string()),
+            "high_bit_depth": pa.array(high_bit_depth, pa.bool_()),
+            "bins": pa.ListArray.from_arrays(
+                offsets, pa.array(_concat(bins, np.int32), pa.int32()), type=pa.list_(pa.int32())
+            ),
+            "counts": pa.ListArray.from_arrays(
+                offsets, pa.array(_concat(counts, np.int64), pa.int64()), type=pa.list_(pa.int64())
+            ),
         }
         return cls(pa.table(columns, schema=SCHEMA))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[FileRow]) -> FileRecord:
+        """The rows, sorted by path."""
+        ordered = sorted(rows, key=lambda row: row.entry.path)
+        pairs = [sparse(r.histogram.counts) for r in ordered]
+        return cls.from_columns(
+            [r.entry for r in ordered],
+            [r.layout for r in ordered],
+            [r.high_bit_depth for r in ordered],
+            [b for b, _ in pairs],
+            [c for _, c in pairs],
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "record") -> FileRecord:
@@ -100,25 +144,31 @@ class FileRecord:
     def to_bytes(self) -> bytes:
         """The Parquet file stored beside a version."""
         buffer = io.BytesIO()
-        pq.write_table(self.table, buffer, compression="zstd")
+        pq.write_table(self.table, buffer, **_PARQUET)
         return buffer.getvalue()
 
-    def to_block(self) -> bytes:
-        """A compact Arrow IPC block: how a shard's rows travel through the Dask reduction
-        (bytes pickle as a copy, rows as objects would be re-pickled at every merge level)."""
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, SCHEMA) as writer:
-            writer.write_table(self.table)
-        return sink.getvalue().to_pybytes()
+    def parts(self, rows: int) -> tuple[RecordPart, ...]:
+        """The table (sorted by path) cut into segments of at most ``rows`` rows, each
+        encoded with what a manifest says of it."""
+        entries = self.entries()
+        parts = []
+        for start in range(0, len(entries), rows):
+            mine = entries[start : start + rows]
+            files = FileSet()
+            for entry in mine:
+                files = files.add(entry)
+            data = FileRecord(self.table.slice(start, len(mine))).to_bytes()
+            parts.append(RecordPart(mine[0].path, mine[-1].path, files, data))
+        return tuple(parts)
 
     @classmethod
-    def from_blocks(cls, blocks: Sequence[bytes]) -> FileRecord:
-        """The rows of several :meth:`to_block` blocks, sorted by path."""
-        parts = [cls(pa.ipc.open_stream(block).read_all()) for block in blocks]
-        return cls.concat(parts) if parts else cls.from_rows([])
+    def from_parts(cls, parts: Sequence[RecordPart]) -> FileRecord:
+        """The rows of several parts, sorted by path."""
+        tables = [cls.from_bytes(part.data) for part in parts]
+        return cls.concat(tables) if tables else cls.from_rows([])
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def entries(self) -> list[FileEntry]:
         """The listing entries, in path order."""
@@ -132,35 +182,59 @@ class FileRecord:
         return FileRecord(self.table.take(pa.array(indices, type=pa.int64())))
 
     def rows(self) -> list[FileRow]:
-        """Every row as a :class:`FileRow` with exact Python-integer moments."""
+        """Every row as a :class:`FileRow` (dense histograms: for tests and small records)."""
         data = self.table.to_pydict()
-        return [
-            FileRow(
-                FileEntry(path_text(data["path"][i]), data["size"][i], data["token"][i]),
-                Layout.parse(data["layout"][i]),
-                Moments(
-                    data["count"][i],
-                    tuple(int(v) for v in data["sum"][i]),
-                    tuple(int(v) for v in data["sum_sq"][i]),
-                    tuple(data["min"][i]),
-                    tuple(data["max"][i]),
-                ),
-                data["high_bit_depth"][i],
+        rows = []
+        for i in range(self.table.num_rows):
+            layout = Layout.parse(data["layout"][i])
+            counts = np.zeros(len(layout.channels) * _bins(layout), np.int64)
+            counts[np.asarray(data["bins"][i], np.int64)] = data["counts"][i]
+            rows.append(
+                FileRow(
+                    FileEntry(path_text(data["path"][i]), data["size"][i], data["token"][i]),
+                    layout,
+                    Histogram(counts.reshape(len(layout.channels), -1)),
+                    data["high_bit_depth"][i],
+                )
             )
-            for i in range(self.table.num_rows)
-        ]
+        return rows
 
-    def extremes(self) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-        """Per-channel min and max over every row (vectorised), or None for no rows."""
+    def totals(self, group_of: Callable[[str], str]) -> dict[str, GroupTotals]:
+        """What the rows add up to, per group (``group_of`` a row's path): one pass, no
+        Python object per row beyond its path."""
         if not self.table.num_rows:
-            return None
-        mins = np.asarray(pc.list_flatten(self.table.column("min")))
-        maxs = np.asarray(pc.list_flatten(self.table.column("max")))
-        channels = len(mins) // self.table.num_rows
-        return (
-            tuple(int(v) for v in mins.reshape(-1, channels).min(axis=0)),
-            tuple(int(v) for v in maxs.reshape(-1, channels).max(axis=0)),
-        )
+            return {}
+        layouts = {str(name) for name in self.table.column("layout").to_pylist()}
+        if len(layouts) != 1:
+            raise StatsFileError(f"the record mixes layouts: {sorted(layouts)}")
+        layout = Layout.parse(layouts.pop())
+        entries = self.entries()
+        names = [group_of(entry.path) for entry in entries]
+        groups = sorted(set(names))
+        index = {name: i for i, name in enumerate(groups)}
+        row_group = np.array([index[name] for name in names], np.int64)
+        bins_column = self.table.column("bins").combine_chunks()
+        lengths = np.asarray(pc.list_value_length(bins_column), np.int64)
+        bins = np.asarray(pc.list_flatten(bins_column), np.int64)
+        counts = np.asarray(pc.list_flatten(self.table.column("counts")), np.int64)
+        width = len(layout.channels) * _bins(layout)
+        sums = np.zeros((len(groups), width), np.int64)
+        np.add.at(sums, (np.repeat(row_group, lengths), bins), counts)  # exact int64 adds
+        high = np.asarray(self.table.column("high_bit_depth"), bool)
+        totals = {}
+        for i, name in enumerate(groups):
+            mine = row_group == i
+            files = FileSet()
+            for entry, member in zip(entries, mine, strict=True):
+                if member:
+                    files = files.add(entry)
+            totals[name] = GroupTotals(
+                Histogram(sums[i].reshape(len(layout.channels), -1)),
+                files,
+                int(mine.sum()),
+                int(high[mine].sum()),
+            )
+        return totals
 
     @staticmethod
     def concat(parts: Sequence[FileRecord]) -> FileRecord:
@@ -169,3 +243,19 @@ class FileRecord:
             return FileRecord.from_rows([])
         table = pa.concat_tables([part.table for part in parts]).combine_chunks()
         return FileRecord(table.take(pc.sort_indices(table, [("path", "ascending")])))
+
+
+def sparse(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A dense (channels, bins) histogram as (flat indices of its nonzero bins, int32;
+    their counts, int64)."""
+    flat = counts.reshape(-1)
+    bins = np.flatnonzero(flat)
+    return bins.astype(np.int32), flat[bins]
+
+
+def _bins(layout: Layout) -> int:
+    return 256 if layout.dtype == "uint8" else 65536
+
+
+def _concat(arrays: Sequence[np.ndarray], dtype: type[np.generic]) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)

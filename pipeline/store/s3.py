@@ -79,7 +79,7 @@ class S3Store(StatsStore):
         except Exception:  # unreachable: treated as missing, the caller reports it
             return False
 
-    def create(self, name: str, data: bytes) -> None:
+    def create(self, name: str, data: bytes, durable: bool = True) -> None:
         self.fs.pipe_file(self.path_of(name), data, mode="create")
 
     def publish_latest(self, version: int, data: bytes) -> None:

@@ -27,7 +27,7 @@ class UnsafeStore(StatsStore):
     def supports_folders(self) -> bool:
         return self._folders
 
-    def create(self, name: str, data: bytes) -> None:
+    def create(self, name: str, data: bytes, durable: bool = True) -> None:
         if self.fs.exists(self.path_of(name)):
             raise FileExistsError(self.url_of(name))
         self.fs.pipe_file(self.path_of(name), data)

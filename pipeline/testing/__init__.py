@@ -1,6 +1,19 @@
-"""Test suites that ship with the package, for backends written outside it (as zarr ships
-``StoreTests``): subclass, provide the fixture, run with pytest."""
+"""Test tools that ship with the package: the stats-store conformance suite, for backends
+written outside it (as zarr ships ``StoreTests``), and ``synth://``, a collection of any size
+that needs no disk. The names load on first use (the suite needs pytest)."""
 
-from .store import StoreTests, stats_document
+from __future__ import annotations
 
-__all__ = ["StoreTests", "stats_document"]
+import importlib
+from typing import Any
+
+__all__ = ["StoreTests", "SyntheticFileSystem", "stats_document"]
+
+_EXPORTS = {"StoreTests": "store", "stats_document": "store", "SyntheticFileSystem": "synthetic"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -16,17 +16,23 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
+from ..core.files import FileSet
+from ..core.histogram import Histogram
 from ..core.keys import Layout
-from ..core.moments import Moments
 from ..errors import StatsFileError
 from ..store import open_store
 from ..store.base import StatsStore
-from ..store.document import build_document, dumps
+from ..store.document import Part, build_document, dumps
 from ..store.names import LATEST, version_name
 
 __all__ = ["StoreTests", "stats_document"]
+
+#: Four gray samples: 1, 2, 3, 4.
+_COUNTS = np.zeros((1, 256), np.int64)
+_COUNTS[0, 1:5] = 1
 
 
 def stats_document(version: int, parent: int | None, marker: str = "") -> bytes:
@@ -39,10 +45,8 @@ def stats_document(version: int, parent: int | None, marker: str = "") -> bytes:
             source=f"memory://source{marker}",
             mode="gray",
             layout=Layout("L", "uint8"),
-            moments=Moments(4, (10,), (30,), (1,), (4,)),
-            image_count=1,
+            total=Part(Histogram(_COUNTS), 1, FileSet(1, 1, 0)),
             skipped=[],
-            files={"count": 1, "bytes": 1, "fingerprint": "0"},
             run={},
             provenance={},
             tool_version="test",
