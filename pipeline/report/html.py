@@ -16,6 +16,7 @@ from html import escape
 import numpy as np
 
 from ..core.histogram import Histogram
+from ..core.transform import Transform
 from ..store.document import QUANTILES, GroupStats, Stats
 from . import plots
 
@@ -91,8 +92,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]],
 
 
 def _summary(stats: Stats) -> str:
-    transform = stats.document.get("provenance", {}).get("transform") if isinstance(
-        stats.document.get("provenance"), dict) else None
+    transform = Transform.from_record(stats.transform).describe() if stats.transform else None
     items = [
         ("source", stats.source),
         ("version", f"{stats.version} (parent: {stats.parent if stats.parent else '-'})"),
