@@ -278,15 +278,18 @@ def test_a_job_cancelled_mid_run_costs_nothing(tmp_path, slurm, empty_queue_afte
 def test_jobs_reaching_their_lifetime_are_replaced_and_nothing_is_lost(
     tmp_path, slurm, empty_queue_after, long_images
 ):
-    """Two jobs whose workers live 3 to 5 s (dask-jobqueue's walltime advice: ``--lifetime``
-    with ``--lifetime-stagger``, so that a retiring worker hands its results to the other):
-    they retire mid-run, imgstats submits new jobs, and the run is exact. The run decodes
-    for several lifetimes: its stderr shows how long, if a faster decoder ever makes it end
-    before the first worker retires."""
+    """Two jobs whose workers live 13 to 17 s (dask-jobqueue's walltime advice:
+    ``--lifetime`` with ``--lifetime-stagger``): they retire mid-run, imgstats submits new
+    jobs, and the run is exact. A transform that waits 25 ms per image makes the run take at
+    least 30 s of both workers' time, however fast the machine decodes, so workers must
+    retire; and a worker still gets work done, however slowly a loaded machine starts it and
+    its sandbox (a lifetime of 4 s got nowhere with the machine's two cores busy)."""
     images, reference = long_images
-    cfg = slurm_config(tmp_path, scale={"jobs": 2}, shard_files=50, cluster_options={
-        "worker_extra_args": ["--lifetime", "4s", "--lifetime-stagger", "1s"]})
-    env = {**slurm, "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s"}
+    cfg = slurm_config(tmp_path, scale={"jobs": 2}, shard_files=20,
+                       transform="user_transforms:slow_identity", cluster_options={
+                           "worker_extra_args": ["--lifetime", "15s", "--lifetime-stagger", "2s"]})
+    env = {**slurm, "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s",
+           "PYTHONPATH": str(Path(__file__).parent)}  # the jobs import the transform too
     done = run(["compute", str(images), "--out", str(tmp_path / "stats"),
                 "--config", str(cfg)], env)
     assert done.returncode == 0, done.stderr

@@ -3,6 +3,8 @@ the test process and, through it, of the shared cluster's workers)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -25,3 +27,9 @@ def broken(image: Image.Image) -> Image.Image:
 
 def returns_floats(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float64) / 255
+
+
+def slow_identity(image: Image.Image) -> Image.Image:
+    """The image unchanged, 25 ms later: a run that lasts however fast the machine decodes."""
+    time.sleep(0.025)
+    return image
