@@ -166,6 +166,7 @@ def test_a_file_turned_into_a_fifo_after_listing_is_not_waited_on(tmp_path):
     assert done.stdout == "not a regular file: a FIFO\n", done.stderr
 
 
+@pytest.mark.slow  # a read that stalls until the limit
 @needs_prlimit
 def test_a_slow_read_is_stopped_by_the_time_limit(tmp_path):
     """The sandbox watches each read as it watches each decode: a read that outlasts
@@ -184,6 +185,7 @@ def test_a_slow_read_is_stopped_by_the_time_limit(tmp_path):
 
 # --- 5. a file larger than memory ---------------------------------------------------------------
 
+@pytest.mark.slow  # a 30 GB sparse file under a memory limit
 @needs_prlimit
 def test_a_file_larger_than_memory_costs_that_file_only(tmp_path):
     """A 30 GB sparse huge.png used to fail the run with ``MemoryError: `` naming nothing."""
@@ -359,6 +361,7 @@ def latest_version(store: Path) -> int:
     return json.loads((store / "latest.json").read_text())["version"]
 
 
+@pytest.mark.slow  # a run killed at a syscall, then readers and a run
 def test_killed_after_creating_a_version_readers_find_it_and_the_next_run_publishes_it(
         tmp_path, scheduler):
     images, store = tmp_path / "images", tmp_path / "st"
@@ -460,6 +463,7 @@ def test_a_probe_left_on_s3_by_a_killed_run_is_removed_once_old(tmp_path, s3, s3
 
 # --- 11. store names are never paths ------------------------------------------------------------
 
+@pytest.mark.slow  # six runs against planted links and FIFOs
 @needs_prlimit
 def test_store_files_are_never_followed_or_read_without_bound(tmp_path, scheduler):
     """A ``record`` key ``../../dev/zero`` used to make the next run read 3 GB in 7 s."""
@@ -532,6 +536,7 @@ def test_a_secret_in_a_url_is_never_printed(tmp_path, debug):
 
 # --- 13. names that would cut a line ------------------------------------------------------------
 
+@pytest.mark.slow  # three runs and show
 def test_a_newline_in_a_name_never_cuts_a_message(tmp_path, scheduler):
     images, store = tmp_path / "images", tmp_path / "st"
     png(images / "ok.png")

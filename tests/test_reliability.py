@@ -57,6 +57,7 @@ def reference(tmp_path, scheduler):
     return compute
 
 
+@pytest.mark.slow  # ~9 s: a worker SIGKILLed mid-run and replaced
 def test_worker_killed_mid_run_is_exact(tmp_path, reference):
     folder = tmp_path / "images"
     write_images(folder, 160, size=(300, 240))
@@ -153,6 +154,7 @@ def test_permanent_storage_faults_fail_with_one_line(s3_images, s3_endpoint, tmp
     assert not (tmp_path / "st").exists() or not any((tmp_path / "st").iterdir())
 
 
+@pytest.mark.slow  # ~30 s: a bucket removed under a run through the fault proxy
 def test_bucket_deleted_mid_run_fails_with_one_line(s3_images, s3_endpoint, tmp_path, scheduler):
     _, fs, _ = s3_images
     behaviour = ProxyBehaviour(latency=0.2)  # object reads last long enough to delete mid-run
@@ -195,6 +197,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.slow  # ~12 s: a tiny tmpfs filled by the run
 def test_full_disk_fails_cleanly_and_prints_the_figures(tmp_path, tiny_disk, imgstats, scheduler):
     folder = tmp_path / "images"
     write_images(folder, 8)

@@ -82,6 +82,7 @@ def transitions(client: Client) -> int:
     return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
 
 
+@pytest.mark.slow  # ~13 s: a dask scheduler and workers as processes
 def test_remote_cluster_matches_local_cluster(remote, tmp_path, imgstats):
     address, client = remote
     assert {w["name"] for w in client.scheduler_info()["workers"].values()} == {

@@ -174,6 +174,7 @@ def test_ctrl_c_with_stderr_in_a_file_leaves_no_traceback(tmp_path, long_corpus)
     assert wait_until_gone(child.pid, 10) == []
 
 
+@pytest.mark.slow  # ~26 s: a shared cluster started, a run interrupted, the cluster checked
 def test_ctrl_c_on_a_shared_cluster_cancels_the_run_and_keeps_the_cluster(
     tmp_path, long_corpus, cluster
 ):
