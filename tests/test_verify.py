@@ -122,6 +122,8 @@ def test_verify_finds_a_rewrite_that_size_and_mtime_miss(tmp_path, run, imgstats
         again = run(verify=True)
     assert not again.written and again.stats.version == 2
     assert "nothing changed since version 2 (12 files read, their digests verified)" in caplog.text
+    history = imgstats("history", str(tmp_path / "stats")).stdout.splitlines()
+    assert history[1].split()[4] == "full" and history[2].split()[4] == "verify", history
 
 
 @pytest.mark.parametrize("group_by", [None, "dir"])
