@@ -126,7 +126,7 @@ def test_verify_finds_a_rewrite_that_size_and_mtime_miss(tmp_path, run, imgstats
     assert history[1].split()[4] == "full" and history[2].split()[4] == "verify", history
 
 
-@pytest.mark.parametrize("group_by", [None, "dir"])
+@pytest.mark.parametrize("group_by", [None, pytest.param("dir", marks=pytest.mark.slow)])
 def test_verify_with_other_changes_equals_a_full_run(tmp_path, run, group_by):
     images = tmp_path / "images"
     make_dataset(images)
