@@ -140,6 +140,7 @@ class JobConfig:
     source_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     store_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     full: bool = False
+    verify: bool = False  # read every file to check its content digest (see --verify)
     quiet: bool = False
     shard_bytes: int = DEFAULT_SHARD_BYTES
     shard_files: int = DEFAULT_SHARD_FILES
@@ -298,7 +299,7 @@ _INT_KEYS = {
     "resize",
     "max_file_bytes",
 }
-_BOOL_KEYS = {"full", "quiet", "unsafe_store", "dry_run"}
+_BOOL_KEYS = {"full", "verify", "quiet", "unsafe_store", "dry_run"}
 _STR_KEYS = {
     "source", "out", "mode", "scheduler", "on_error", "group_by", "cluster", "performance_report",
     "interpolation", "transform",

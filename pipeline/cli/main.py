@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     option("--unsafe-store", action="store_true",
            help="write to a store that cannot create files exclusively")
     option("--full", action="store_true", help="read every file again")
+    option("--verify", action="store_true",
+           help="read every file and count again those whose content digest changed (a "
+           "rewrite that kept size and mtime); the unchanged are not decoded")
     option("--quiet", action="store_true",
            help="print nothing on success (one line if files were skipped)")
 

@@ -76,7 +76,8 @@ def history(args: argparse.Namespace) -> int:
 def history_row(stats: Stats) -> list[str]:
     """One version's cells in the ``history`` table."""
     run = stats.document.get("run") or {}
-    kind = "incremental" if run.get("incremental") else "full" if run else "-"
+    kind = ("verify" if run.get("verify") else "incremental" if run.get("incremental")
+            else "full" if run else "-")
     created = stats.created.replace("T", " ").removesuffix("+00:00")
     return [
         version_name(stats.version),

@@ -91,14 +91,33 @@ def _entry_digest(entry: FileEntry) -> int:
 
 @dataclass(frozen=True)
 class Shard:
-    """A contiguous run of the sorted listing, decoded by one task."""
+    """A contiguous run of the sorted listing, decoded by one task.
+
+    ``expected`` (empty, or one per file) holds the content digest each file had when it was
+    last counted (``--verify``): a file whose bytes still have it is not decoded again. None:
+    count the file.
+    """
 
     index: int
     files: tuple[FileEntry, ...]
+    expected: tuple[bytes | None, ...] = ()
 
     @property
     def nbytes(self) -> int:
         return sum(f.size for f in self.files)
+
+    def expected_digest(self, position: int) -> bytes | None:
+        """The digest the file at ``position`` is expected to have (None: none)."""
+        return self.expected[position] if self.expected else None
+
+    def part(self, start: int, stop: int) -> Shard:
+        """The files from ``start`` to ``stop``, with their expected digests."""
+        return Shard(self.index, self.files[start:stop], self.expected[start:stop])
+
+    def without(self, position: int) -> Shard:
+        """The shard without the file at ``position``."""
+        files = self.files[:position] + self.files[position + 1 :]
+        return Shard(self.index, files, self.expected[:position] + self.expected[position + 1 :])
 
 
 def is_image_path(path: str) -> bool:

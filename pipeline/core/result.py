@@ -60,6 +60,8 @@ class ScanResult:
 
     ``rows`` holds the files' per-file record, cut into segments (:class:`RecordPart`,
     from :meth:`~pipeline.store.record.FileRecord.parts`): incremental runs need them.
+    ``verified`` names the files read whose bytes still had the digest they were counted with
+    (``--verify``): not decoded, in no summary; ``decoded`` counts the files decoded.
     """
 
     summaries: dict[ResultKey, AnySummary] = field(default_factory=dict)
@@ -72,6 +74,8 @@ class ScanResult:
     seconds: float = 0.0
     retries: int = 0  # storage requests sent again (see :mod:`pipeline.fs.retries`)
     task_retries: int = 0  # scan tasks run again after failing (set by the graph)
+    verified: tuple[str, ...] = ()
+    decoded: int = 0
 
     @property
     def all_files(self) -> FileSet:
@@ -96,6 +100,8 @@ class ScanResult:
             self.seconds + other.seconds,
             self.retries + other.retries,
             self.task_retries + other.task_retries,
+            self.verified + other.verified,
+            self.decoded + other.decoded,
         )
 
 

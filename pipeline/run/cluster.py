@@ -16,7 +16,9 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 import dask
@@ -188,11 +190,7 @@ def dask_client(
     """
     if scheduler:
         _check_reachable(scheduler, timeout)
-        try:
-            client = Client(scheduler, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(f"cannot reach Dask scheduler at {scheduler}: {exc}") from exc
-        with client:
+        with _attach(scheduler, timeout) as client:
             log.info(
                 "attached to Dask scheduler %s (dashboard %s)", scheduler, client.dashboard_link
             )
@@ -238,15 +236,48 @@ def dask_client(
             raise
 
 
+def _attach(address: str, timeout: float) -> Client:
+    """A client on the scheduler at ``address``, within about ``timeout`` seconds.
+
+    Dask's own timeout does not cover a peer that accepts the connection and then never
+    answers (another service on that port: the client waits forever), so the client is made
+    in a thread and waited for with a deadline."""
+    made: Future[Client] = Future()
+
+    def connect() -> None:
+        try:
+            made.set_result(Client(address, timeout=timeout, set_as_default=False))
+        except BaseException as exc:  # handed to the waiting thread
+            made.set_exception(exc)
+
+    threading.Thread(target=connect, name="imgstats-attach", daemon=True).start()
+    try:
+        return made.result(timeout + _ATTACH_GRACE)
+    except (OSError, TimeoutError, ValueError) as exc:
+        if not made.done():
+            raise SchedulerError(
+                f"cannot reach Dask scheduler at {address}: it accepts connections but did not "
+                f"answer as a Dask scheduler within {timeout:g} s (--scheduler-timeout)"
+            ) from None
+        raise SchedulerError(f"cannot reach Dask scheduler at {address}: {exc}") from exc
+
+
 def _check_reachable(address: str, timeout: float) -> None:
-    """Fail fast, with one line, on an address that cannot be a scheduler or that refuses."""
+    """Fail fast, with one line, on an address that cannot be a scheduler or that refuses.
+
+    Only the network transports with a host and port are attached to: ``inproc://`` names a
+    scheduler inside this very process, and a transport the client cannot start (``ucx://``
+    without its package) would fail only after its timeout, with noise from the half-made
+    client."""
     try:
         scheme, where = parse_address(address)
-        host, port = parse_host_port(where) if scheme in ("tcp", "tls") else ("", 0)
+        if scheme not in _NETWORK_SCHEMES:
+            raise ValueError(f"imgstats attaches over {', '.join(_NETWORK_SCHEMES)} only")
+        host, port = parse_host_port(where)
+        if not host:
+            raise ValueError("no host")
     except (ValueError, TypeError) as exc:
         raise SchedulerError(f"{address!r} is not a Dask scheduler address: {exc}") from None
-    if not host:
-        return  # another transport: the client says what goes wrong
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
@@ -262,6 +293,12 @@ def _check_reachable(address: str, timeout: float) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SchedulerError(f"cannot reach Dask scheduler at {address}: {reason}") from None
+
+
+#: Seconds past ``--scheduler-timeout`` that attaching may take before it is given up.
+_ATTACH_GRACE = 2.0
+#: Schemes of the scheduler addresses attached to (the transports of host:port addresses).
+_NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
 def _worker_pids(cluster: LocalCluster) -> list[int]:

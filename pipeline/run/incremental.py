@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import ScanOptions
 from ..core.files import FileEntry, FileSet
@@ -32,6 +32,8 @@ class Plan:
     reused: list[int]  # record rows kept as they are
     dropped: list[int]  # record rows of changed and removed files: taken out
     removed: int  # how many of ``dropped`` are gone from the listing
+    #: with digests (--verify): per file of ``to_read``, the digest to check (None: count it)
+    expected: list[bytes | None] = field(default_factory=list)
 
     @classmethod
     def full(cls, entries: list[FileEntry]) -> Plan:
@@ -39,25 +41,42 @@ class Plan:
         return cls(entries, [], [], 0)
 
 
-def plan(entries: Sequence[FileEntry], previous: Sequence[FileEntry]) -> Plan:
+def plan(
+    entries: Sequence[FileEntry],
+    previous: Sequence[FileEntry],
+    digests: Sequence[bytes | None] | None = None,
+) -> Plan:
     """Diff the listing against the previous record's entries: linear, one dict lookup each.
 
-    A file is unchanged when its path, size and token (ETag or mtime) are all the same.
+    A file is unchanged when its path, size and token (ETag or mtime) are all the same. With
+    ``digests`` (of the previous rows: ``--verify``), an unchanged file is read all the same,
+    to check its digest: its row is kept for now (``reused``) and it is in ``to_read`` with
+    its digest in ``expected``; a row without a digest cannot be checked: its file is counted
+    again.
     """
     index = {entry.path: i for i, entry in enumerate(previous)}
     to_read: list[FileEntry] = []
+    expected: list[bytes | None] = []
     reused: list[int] = []
     dropped: list[int] = []
     for entry in entries:
         i = index.pop(entry.path, None)
         if i is not None and previous[i] == entry:
-            reused.append(i)
-            continue
+            if digests is None:
+                reused.append(i)
+                continue
+            if digests[i] is not None:
+                reused.append(i)
+                to_read.append(entry)
+                expected.append(digests[i])
+                continue
         to_read.append(entry)
+        if digests is not None:
+            expected.append(None)
         if i is not None:
             dropped.append(i)
     removed = sorted(index.values())
-    return Plan(to_read, reused, sorted(dropped + removed), len(removed))
+    return Plan(to_read, reused, sorted(dropped + removed), len(removed), expected)
 
 
 def carry_over(

@@ -103,6 +103,7 @@ class Scanned:
     files_read: int = 0
     files_reused: int = 0
     files_removed: int = 0
+    files_verified: int = 0
     shards: int = 0
     threads: int = 0
 
@@ -137,6 +138,7 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
             config.scan_options.group_by or (lambda path: NO_GROUP),
             _totals(previous.basis) if previous else ScanResult(),
             previous.basis.layout if previous else None,
+            verify=config.verify and previous is not None,
         )
         try:
             scanned = scan(listing, previous, source, store, config, recorder, progress)
@@ -247,7 +249,7 @@ def scan(
     planned = [0, 0]  # files to read, shards
     threads = _planned_threads(config)
     work = shards(
-        align(listing.entries, segments),
+        align(listing.entries, segments, verify=recorder.verify),
         recorder,
         read,
         Limits(config.shard_bytes, config.shard_files),
@@ -276,7 +278,7 @@ def scan(
                 log.info("decoding on %d worker threads", threads)
                 for item, result in stream_scans(client, source, options, tagged(),
                                                  WINDOW_PER_THREAD * threads, counted):
-                    recorder.scanned(item.slots, result)
+                    recorder.scanned(item.slots, result, item.shard)
                     if progress is not None:
                         progress.advance(len(item.shard.files))
                 recorder.totals = dataclasses.replace(recorder.totals, task_retries=counted.count)
@@ -288,7 +290,7 @@ def scan(
         log.warning("closing the Dask cluster failed after the scan (%s); the result is kept",
                     describe_error(exc))
     return Scanned(recorder.totals, recorder.stats, planned[0], recorder.reused,
-                   recorder.removed, planned[1], threads)
+                   recorder.removed, recorder.verified, planned[1], threads)
 
 
 def keep_record(recorder: Recorder, previous: Previous | None) -> str | None:
@@ -349,6 +351,9 @@ def combine(
         "files_reused": scanned.files_reused,
         "files_removed": scanned.files_removed,
         "incremental": previous is not None,
+        "verify": config.verify and previous is not None,
+        "files_verified": scanned.files_verified,
+        "files_decoded": result.decoded,
         "bytes_read": result.bytes_read,
         "shards": scanned.shards,
         "worker_threads": scanned.threads,
@@ -373,8 +378,10 @@ def publish(
 
     if previous is not None and _same_content(document(0, None), previous.stats.document):
         url = store.url_of(version_name(previous.stats.version))
-        log.info("nothing changed since version %d: no new version written",
-                 previous.stats.version)
+        checked = outcome.run["files_verified"] if outcome.run["verify"] else None
+        log.info("nothing changed since version %d%s: no new version written",
+                 previous.stats.version,
+                 "" if checked is None else f" ({checked} files read, their digests verified)")
         return ComputeResult(previous.stats, url, written=False)
 
     written: dict[str, Any] = {}

@@ -5,7 +5,8 @@ Every listed file falls either in a segment's range (its first to its last path)
 between segments. A segment whose range holds exactly the files it recorded (same count,
 bytes and fingerprint of path, size and change token) is reused as it is, unread; a segment
 whose range changed must be read and rewritten; files in gaps are new. A full run is one long
-gap.
+gap. With ``verify`` (``--verify``), every segment is read: its files' bytes are checked
+against their digests.
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ Unit = Reused | Changed | Fresh
 
 
 def align(
-    listing: Iterable[FileEntry], segments: Iterable[Segment], batch: int = 4096
+    listing: Iterable[FileEntry],
+    segments: Iterable[Segment],
+    batch: int = 4096,
+    verify: bool = False,
 ) -> Iterator[Unit]:
     """The units of work in path order, from a sorted listing and the previous segments (in
     path order, ranges disjoint). A run of new files is cut into :class:`Fresh` units of at
-    most ``batch`` files."""
+    most ``batch`` files. With ``verify``, no segment is :class:`Reused` unread."""
     pending = iter(segments)
     segment = next(pending, None)
     inside: list[FileEntry] = []
@@ -57,7 +61,7 @@ def align(
     fresh: list[FileEntry] = []
 
     def close(segment: Segment) -> Unit:
-        if seen == segment.files:
+        if seen == segment.files and not verify:
             return Reused(segment)
         return Changed(segment, list(inside))
 

@@ -8,18 +8,24 @@ worker, are written as they are); a rewritten segment is ready when every shard 
 its files has returned (its kept rows and new rows are merged and written). Ready slots are
 appended to the manifest in order, so the manifest streams too. Totals start from the previous
 version's (or nothing), lose the rows taken out, gain every result.
+
+With ``verify`` (``--verify``) every segment is rewritten: its unchanged files are read again
+with the digests of their rows; a row stays while its file's result is pending, and is taken
+out (and its file counted afresh) when the bytes did not have the digest. A rewritten segment
+that ends up with exactly its old rows is referenced as it is, not written again.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..core.files import FileEntry, FileSet
+from ..core.files import FileEntry, FileSet, Shard
 from ..core.histogram import Histogram
 from ..core.keys import Layout, ResultKey
 from ..core.result import RecordPart, ScanResult
@@ -64,6 +70,8 @@ class _Slot:
     sealed: bool = False  # every file it reads is in a shard already
     first: str = ""
     last: str = ""
+    old: Segment | None = None  # the segment rewritten
+    old_rows: int = 0
     kept: FileRecord | None = None
     new: list[FileRecord] = field(default_factory=list)
 
@@ -78,15 +86,18 @@ class Recorder:
         group_of: Callable[[str], str],
         totals: ScanResult,
         layout: Layout | None,
+        verify: bool = False,
     ) -> None:
         self.store = store
         self.segment_files = segment_files
         self.group_of = group_of
         self.totals = totals  # the previous version's, or nothing
         self.layout = layout  # the previous version's layout (for the rows taken out)
+        self.verify = verify  # check the digest of every file the plan keeps
         self.stats = RecordStats()
         self.reused = 0  # files whose record rows carry over
         self.removed = 0  # files of the previous version no longer listed
+        self.verified = 0  # files read whose bytes had their row's digest (not decoded)
         self._slots: deque[_Slot] = deque()
         self._manifest = ManifestWriter()
         self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="imgstats-record")
@@ -115,23 +126,25 @@ class Recorder:
         return slot
 
     def rewrite(self, segment: Segment, old: FileRecord, listed: list[FileEntry]) -> tuple[
-        _Slot, list[FileEntry]
+        _Slot, list[tuple[FileEntry, bytes | None]]
     ]:
-        """A segment whose range changed, read: its slot and the files to read for it. The
-        rows of changed and removed files are taken out of the totals here."""
+        """A segment whose range changed (or to verify), read: its slot and the files to read
+        for it, each with the digest to check (None: count it). The rows of changed and
+        removed files are taken out of the totals here."""
         self.stats.segments_read += 1
         self.stats.bytes_read += segment.size
-        planned = incremental.plan(listed, old.entries())
+        planned = incremental.plan(listed, old.entries(), old.digests() if self.verify else None)
         dropped = old.take(planned.dropped)
         self._take_out(dropped)
         self.reused += len(planned.reused)
         self.removed += planned.removed
-        slot = _Slot(rewrite=True, first=segment.first, last=segment.last,
-                     kept=old.take(planned.reused))
+        slot = _Slot(rewrite=True, first=segment.first, last=segment.last, old=segment,
+                     old_rows=len(old), kept=old.take(planned.reused))
         self._slots.append(slot)
         self._open.append(slot)
         self._starts.append(segment.first)
-        return slot, planned.to_read
+        expected = planned.expected or [None] * len(planned.to_read)
+        return slot, list(zip(planned.to_read, expected, strict=True))
 
     def shard_planned(self, slots: list[_Slot]) -> None:
         for slot in slots:
@@ -145,12 +158,16 @@ class Recorder:
         self._flush()
 
     # results, in any order ---------------------------------------------------------------------
-    def scanned(self, slots: list[_Slot], result: ScanResult) -> None:
+    def scanned(self, slots: list[_Slot], result: ScanResult, shard: Shard) -> None:
         """A shard's result: its summaries join the totals, its rows their slots."""
         self.totals = self.totals.merge(
             ScanResult(result.summaries, result.images, result.high_bit_depth, result.skipped,
-                       result.files, (), result.bytes_read, result.seconds, result.retries)
+                       result.files, (), result.bytes_read, result.seconds, result.retries,
+                       decoded=result.decoded)
         )
+        self.verified += len(result.verified)
+        if shard.expected:
+            self._unverified(shard, set(result.verified))
         if len(slots) == 1 and not slots[0].rewrite:  # a shard of new files: its own range
             slots[0].segments += [self._write(part) for part in result.rows]
         else:
@@ -177,11 +194,34 @@ class Recorder:
                 slot.new.append(FileRecord(record.table.slice(start, stop - start)))
                 start = stop
 
+    def _unverified(self, shard: Shard, verified: set[str]) -> None:
+        """The files of ``shard`` read to verify whose bytes did not have their row's digest
+        (changed, or now unreadable): their rows are taken out (a new row, if any, came with
+        the result)."""
+        changed: dict[int, set[str]] = {}
+        for position, entry in enumerate(shard.files):
+            if shard.expected_digest(position) is not None and entry.path not in verified:
+                at = bisect.bisect_right(self._starts, entry.path) - 1
+                changed.setdefault(at, set()).add(entry.path)
+        for at, paths in changed.items():
+            slot = self._open[at]
+            assert slot.kept is not None
+            dropped, slot.kept = slot.kept.without(paths)
+            self._take_out(dropped)
+            self.reused -= len(dropped)
+
     def _close(self, slot: _Slot) -> None:
-        """A rewritten segment with all its rows: merged, cut, written."""
+        """A rewritten segment with all its rows: merged, cut, written (or, holding exactly
+        its old rows, referenced as it is)."""
         assert slot.kept is not None
-        merged = FileRecord.concat([slot.kept, *slot.new])
-        slot.segments += [self._write(part) for part in merged.parts(self.segment_files)]
+        if slot.old is not None and not slot.new and len(slot.kept) == slot.old_rows:
+            done: Future[Segment | None] = Future()
+            done.set_result(slot.old)
+            slot.segments.append(done)
+            self.stats.segments_reused += 1
+        else:
+            merged = FileRecord.concat([slot.kept, *slot.new])
+            slot.segments += [self._write(part) for part in merged.parts(self.segment_files)]
         at = self._open.index(slot)
         del self._open[at], self._starts[at]
         slot.kept, slot.new, slot.ready = None, [], True
@@ -207,7 +247,9 @@ class Recorder:
                 summaries[key] = rest
             else:
                 del summaries[key], images[key], files[name]
-        self.totals = ScanResult(summaries, images, high, self.totals.skipped, files)
+        self.totals = dataclasses.replace(  # what was read so far (bytes, seconds...) stays
+            self.totals, summaries=summaries, images=images, high_bit_depth=high, files=files
+        )
 
     # output ----------------------------------------------------------------------------------
     def _write(self, part: RecordPart) -> Future[Segment | None]:
@@ -240,9 +282,8 @@ class Recorder:
 
     @property
     def unchanged(self) -> bool:
-        """Whether the record is the previous one: every segment reused, none read."""
-        stats = self.stats
-        return not (stats.segments_read or stats.segments_written) and not self.removed
+        """Whether the record is the previous one: no segment written, no file removed."""
+        return not self.stats.segments_written and not self.removed
 
     def finish(self) -> str | None:
         """Every segment written and on stable storage, then the manifest: its name (None:

@@ -32,13 +32,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from ..config import ScanOptions
-from ..core.files import FileEntry, Shard
+from ..core.files import Shard
 from ..core.histogram import summarize
 from ..core.result import ScanResult, Skip
 from ..decode import warm_up_decoders
@@ -86,8 +86,8 @@ def scan_in_sandbox(location: Location, shard: Shard, options: ScanOptions) -> S
     total = ScanResult()
     with _borrow_child() as child:
         for start in range(0, len(shard.files), CHUNK_FILES):
-            chunk = shard.files[start : start + CHUNK_FILES]
-            total = total.merge(child.scan(location, shard.index, chunk, options))
+            chunk = shard.part(start, start + CHUNK_FILES)
+            total = total.merge(child.scan(location, chunk, options))
     return dataclasses.replace(total, seconds=time.perf_counter() - started)
 
 
@@ -135,15 +135,13 @@ class _Child:
             return None
         return _Busy(value - 1, "decoding") if value > 0 else _Busy(-value - 1, "reading")
 
-    def scan(
-        self, location: Location, shard_index: int, files: Sequence[FileEntry], options: ScanOptions
-    ) -> ScanResult:
-        """Scan ``files``, skipping (and restarting after) each one that hangs or crashes."""
+    def scan(self, location: Location, shard: Shard, options: ScanOptions) -> ScanResult:
+        """Scan ``shard``, skipping (and restarting after) each file that hangs or crashes."""
         result = ScanResult()
-        pending = list(files)
+        pending = shard
         deaths = 0
-        while pending:
-            outcome = self._request(location, Shard(shard_index, tuple(pending)), options)
+        while pending.files:
+            outcome = self._request(location, pending, options)
             if isinstance(outcome, ScanResult):
                 return result.merge(outcome)
             self._restart()
@@ -156,7 +154,8 @@ class _Child:
                     )
                 continue
             deaths = 0
-            bad = pending.pop(outcome.index)
+            bad = pending.files[outcome.index]
+            pending = pending.without(outcome.index)
             result = result.merge(ScanResult(skipped=(Skip(bad.path, outcome.reason),)))
         return result
 

@@ -3,7 +3,9 @@
 Runs inside a Dask task, a decode sandbox or anywhere: it opens its own filesystem from a
 :class:`~pipeline.fs.location.Location`, so no live filesystem crosses a process boundary and
 image bytes never travel through the scheduler. One read and one decode per file, however
-many groups: each file counts in its group, and the totals are the sum of the groups.
+many groups: each file counts in its group, and the totals are the sum of the groups. Each
+file's content digest goes into its record row; a file the shard expects a digest of
+(``--verify``) and whose bytes still have it is only read and hashed, not decoded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..config import ScanOptions
+from ..core.digest import content_digest
 from ..core.files import FileEntry, FileSet, Shard
 from ..core.groups import NO_GROUP
 from ..core.histogram import AnySummary, Histogram, summarize
@@ -55,6 +58,8 @@ def scan_shard(
     files: dict[str, FileSet] = {}
     skipped: list[Skip] = []
     record = _Rows(options.segment_files)
+    verified: list[str] = []
+    decoded = 0
     high = 0
     nbytes = 0
     reads = read_files(fs, location, shard.files, options.max_file_bytes, on_read)
@@ -63,8 +68,13 @@ def scan_shard(
             skipped.append(data)
             continue
         nbytes += len(data)
+        digest = content_digest(data)
+        if digest == shard.expected_digest(index):  # --verify: the bytes it was counted from
+            verified.append(entry.path)
+            continue
         if len(data) != entry.size:  # rewritten since it was listed: counted as it is now
             entry = FileEntry(entry.path, len(data), "")  # no token: the next run reads it
+        decoded += 1
         if on_decode is not None:
             on_decode(index)
         try:
@@ -83,7 +93,7 @@ def scan_shard(
                 sums[key] += summary.counts
             else:
                 sums[key] = summary.counts.copy()
-            record.add(entry, layout, high_bit_depth, summary.counts)
+            record.add(entry, layout, high_bit_depth, summary.counts, digest)
         else:  # float samples: moments only, no record
             known = summaries.get(key)
             summaries[key] = merge_summaries(known, summary) if known is not None else summary
@@ -101,6 +111,8 @@ def scan_shard(
         nbytes,
         time.perf_counter() - started,
         retries.value - retried_before,
+        verified=tuple(verified),
+        decoded=decoded,
     )
 
 
@@ -115,9 +127,13 @@ class _Rows:
         self.high: list[bool] = []
         self.bins: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
+        self.digests: list[bytes] = []
 
-    def add(self, entry: FileEntry, layout: Layout, high: bool, counts: np.ndarray) -> None:
+    def add(
+        self, entry: FileEntry, layout: Layout, high: bool, counts: np.ndarray, digest: bytes
+    ) -> None:
         bins, nonzero = sparse(counts)
+        self.digests.append(digest)
         self.entries.append(entry)
         self.layouts.append(layout)
         self.high.append(high)
@@ -128,7 +144,7 @@ class _Rows:
         if not self.entries:
             return ()
         record = FileRecord.from_columns(
-            self.entries, self.layouts, self.high, self.bins, self.counts
+            self.entries, self.layouts, self.high, self.bins, self.counts, self.digests
         )
         return record.parts(self.segment_files)
 

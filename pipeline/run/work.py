@@ -89,7 +89,7 @@ def shards(
             assert old is not None
             slot, to_read = recorder.rewrite(unit.segment, old.result(), unit.listed)
             if to_read:
-                cutter.changed += [(slot, entry) for entry in to_read]
+                cutter.changed += [(slot, entry, digest) for entry, digest in to_read]
                 yield from cutter.changed_out()
             else:
                 recorder.seal(slot)
@@ -98,13 +98,14 @@ def shards(
 
 
 class _Cutter:
-    """Files waiting for a shard: new ones, and changed ones with their segment's slot."""
+    """Files waiting for a shard: new ones, and changed ones with their segment's slot (and
+    the digest to verify, if any)."""
 
     def __init__(self, recorder: Recorder, limits: Limits) -> None:
         self.recorder = recorder
         self.limits = limits
         self.fresh: list[FileEntry] = []
-        self.changed: list[tuple[_Slot, FileEntry]] = []
+        self.changed: list[tuple[_Slot, FileEntry, bytes | None]] = []
         self._index = count()
 
     def _cut(self, files: list[FileEntry], everything: bool) -> int:
@@ -122,15 +123,18 @@ class _Cutter:
             yield Work(Shard(next(self._index), tuple(files)), [self.recorder.fresh()])
 
     def changed_out(self, everything: bool = False) -> Iterator[Work]:
-        while self.changed and (taken := self._cut([e for _, e in self.changed], everything)):
+        while self.changed and (taken := self._cut([e for _, e, _ in self.changed], everything)):
             part, self.changed = self.changed[:taken], self.changed[taken:]
-            slots = list(dict.fromkeys(slot for slot, _ in part))
+            slots = list(dict.fromkeys(slot for slot, _, _ in part))
             self.recorder.shard_planned(slots)
-            waiting = {slot for slot, _ in self.changed}
+            waiting = {slot for slot, _, _ in self.changed}
             for slot in slots:
                 if slot not in waiting:  # none of its files is left behind: all are planned
                     self.recorder.seal(slot)
-            yield Work(Shard(next(self._index), tuple(e for _, e in part)), slots)
+            expected = tuple(d for _, _, d in part)
+            shard = Shard(next(self._index), tuple(e for _, e, _ in part),
+                          expected if any(d is not None for d in expected) else ())
+            yield Work(shard, slots)
 
 
 def _read_ahead(

@@ -3,7 +3,10 @@
 A table holds one row per counted file, sorted by path: its listing entry (path, size,
 ETag/mtime token), layout, whether it stores more than 8 bits per sample, and its histogram,
 sparse: ``bins`` lists the flat index ``channel * 2**bits + value`` of every value the file
-holds, ``counts`` how many samples hold it (both delta-encoded by Parquet, then zstd). A
+holds, ``counts`` how many samples hold it (both delta-encoded by Parquet, then zstd); and
+``digest``, the SHA-256 of the bytes counted (:mod:`pipeline.core.digest`), which ``--verify``
+checks. Records written before digests were kept have no such column: they load with null
+digests (such a row cannot be verified, so ``--verify`` counts its file again). A
 version's record is a sequence of such tables, its segments (:mod:`pipeline.store.segments`);
 incremental runs diff the listing against them and take the old contributions of changed and
 removed files out exactly.
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..core.digest import DIGEST_BYTES
 from ..core.files import FileEntry, FileSet, path_bytes, path_text
 from ..core.histogram import Histogram
 from ..core.keys import Layout
@@ -44,9 +48,12 @@ _FIELDS: list[pa.Field[Any]] = [
     pa.field("high_bit_depth", pa.bool_()),
     pa.field("bins", pa.list_(pa.int32())),
     pa.field("counts", pa.list_(pa.int64())),
+    pa.field("digest", pa.binary(DIGEST_BYTES)),  # null: not known (an older record)
 ]
 SCHEMA = pa.schema(_FIELDS)
-_STRING_PATHS = SCHEMA.set(0, pa.field("path", pa.string()))
+#: Older record schemas, still read: without digests, with paths as bytes or as strings.
+_NO_DIGEST = pa.schema(_FIELDS[:-1])
+_OLDER = (_NO_DIGEST, _NO_DIGEST.set(0, pa.field("path", pa.string())))
 _PARQUET: dict[str, Any] = {
     "compression": "zstd",
     "use_dictionary": ["layout"],
@@ -68,6 +75,7 @@ class FileRow:
     layout: Layout
     histogram: Histogram
     high_bit_depth: bool = False
+    digest: bytes | None = None  # SHA-256 of the bytes counted (None: not known)
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,10 @@ class FileRecord:
         high_bit_depth: Sequence[bool],
         bins: Sequence[np.ndarray],
         counts: Sequence[np.ndarray],
+        digests: Sequence[bytes | None] | None = None,
     ) -> FileRecord:
-        """One row per file, in the order given, each histogram sparse (see :func:`sparse`)."""
+        """One row per file, in the order given, each histogram sparse (see :func:`sparse`);
+        ``digests`` None: none known."""
         lengths = np.zeros(len(bins) + 1, np.int32)
         np.cumsum([len(b) for b in bins], out=lengths[1:])
         offsets = pa.array(lengths, pa.int32())
@@ -111,6 +121,8 @@ class FileRecord:
             "counts": pa.ListArray.from_arrays(
                 offsets, pa.array(_concat(counts, np.int64), pa.int64()), type=pa.list_(pa.int64())
             ),
+            "digest": pa.array(digests if digests is not None else [None] * len(entries),
+                               pa.binary(DIGEST_BYTES)),
         }
         return cls(pa.table(columns, schema=SCHEMA))
 
@@ -125,6 +137,7 @@ class FileRecord:
             [r.high_bit_depth for r in ordered],
             [b for b, _ in pairs],
             [c for _, c in pairs],
+            [r.digest for r in ordered],
         )
 
     @classmethod
@@ -135,8 +148,10 @@ class FileRecord:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowException, OSError) as exc:
             raise StatsFileError(f"{name} is not a readable Parquet file: {exc}") from exc
-        if table.schema.equals(_STRING_PATHS):  # written before paths were bytes
-            table = table.cast(SCHEMA)
+        if any(table.schema.equals(older) for older in _OLDER):
+            table = table.cast(_NO_DIGEST).append_column(
+                SCHEMA.field("digest"), pa.nulls(table.num_rows, pa.binary(DIGEST_BYTES))
+            )
         if not table.schema.equals(SCHEMA):
             raise StatsFileError(f"{name} does not have the record schema")
         return cls(table)
@@ -178,6 +193,16 @@ class FileRecord:
             for p, s, t in zip(columns["path"], columns["size"], columns["token"], strict=True)
         ]
 
+    def digests(self) -> list[bytes | None]:
+        """Each row's content digest (None: not known), in path order."""
+        return list(self.table.column("digest").to_pylist())
+
+    def without(self, paths: set[str]) -> tuple[FileRecord, FileRecord]:
+        """(the rows of ``paths``, the other rows), both in path order."""
+        wanted = pa.array([path_bytes(p) for p in paths], pa.binary())
+        mask = pc.is_in(self.table.column("path"), value_set=wanted)
+        return FileRecord(self.table.filter(mask)), FileRecord(self.table.filter(pc.invert(mask)))
+
     def take(self, indices: Sequence[int]) -> FileRecord:
         return FileRecord(self.table.take(pa.array(indices, type=pa.int64())))
 
@@ -195,6 +220,7 @@ class FileRecord:
                     layout,
                     Histogram(counts.reshape(len(layout.channels), -1)),
                     data["high_bit_depth"][i],
+                    data["digest"][i],
                 )
             )
         return rows
