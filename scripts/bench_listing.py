@@ -126,7 +126,11 @@ def bench(args: argparse.Namespace, kind: str) -> str:
         assert len(listings[0]) == args.keys
     finally:
         server.stdin.close()
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     print(f"{args.keys:,} keys in {args.folders} folders, {args.latency * 1000:.0f} ms added per "
           f"request, moto server on 127.0.0.1 ({kind})")
     print(f"{'listing':<40}{'seconds':>9}{'requests':>10}{'keys/s':>10}")
