@@ -187,20 +187,3 @@ def test_any_segment_size_gives_the_same_numbers_and_reads_only_changed_ranges(
     fresh = run(out=f"fresh-{segment_files}", full=True, segment_files=7)
     assert content(doc) == content(fresh.stats.document)
     assert os.path.exists(tmp_path / "stats" / doc["record"])
-
-
-def test_changed_files_far_apart_are_cut_early_and_stay_exact(tmp_path, run, monkeypatch):
-    """Scattered changes do not wait across many reused segments for a full shard (the
-    recorder would hold every range behind them): with a bound of one, each is cut apart."""
-    from pipeline.run import job, work
-
-    monkeypatch.setattr(job, "SHARDS_PER_THREAD", 0)  # full shards, however small the run
-    monkeypatch.setattr(work, "MAX_BEHIND", 1)
-    make_dataset(tmp_path / "images", count=48)
-    run()
-    for name, seed in (("d0/img000.png", 90), ("d2/img026.png", 91), ("d5/img047.png", 92)):
-        save(tmp_path / "images" / name, seed=seed)
-    second = run()
-    doc = second.stats.document
-    assert doc["run"]["files_read"] == 3 and doc["run"]["shards"] == 3
-    assert content(doc) == content(run(out="fresh", full=True).stats.document)

@@ -28,9 +28,6 @@ __all__ = ["Limits", "Work", "shards"]
 
 #: Rewritten segments read ahead of the plan, at once.
 READ_AHEAD = 16
-#: Reused segments that changed files may wait across for a full shard: the recorder holds
-#: every range behind a waiting one, so waiting longer would grow the client with the listing.
-MAX_BEHIND = 4096
 
 
 @dataclass(frozen=True)
@@ -79,14 +76,9 @@ def shards(
     else:
         limits = limits.lowered(listed, nbytes, min_shards)
     cutter = _Cutter(recorder, limits)
-    behind = 0  # reused segments passed since the changed files waiting began to wait
     for unit, old in chain(first, ahead):
         if isinstance(unit, Reused):
             yield from cutter.fresh_out(everything=True)
-            behind = behind + 1 if cutter.changed else 0
-            if behind >= MAX_BEHIND:
-                yield from cutter.changed_out(everything=True)
-                behind = 0
             recorder.reuse(unit.segment)
         elif isinstance(unit, Fresh):
             yield from cutter.changed_out(everything=True)
