@@ -479,12 +479,12 @@ def profile_scan(folder: Path, files: int, transform: dict[str, Any] | None = No
 
     from pipeline.config import ScanOptions
     from pipeline.core.files import Shard
-    from pipeline.fs.listing import list_images
+    from pipeline.fs.listing import iter_images
     from pipeline.fs.location import resolve
     from pipeline.run.scan import scan_shard
 
     location = resolve(str(folder), {})
-    entries = list_images(location.filesystem(), location.path)[:files]
+    entries = list(iter_images(location.filesystem(), location.path))[:files]
     shard = Shard(0, tuple(entries))
     options = ScanOptions("rgb")
     scan_shard(location, shard, options)  # warm-up: page cache, imports, compiled kernel

@@ -31,7 +31,7 @@ from PIL import Image
 from pipeline import JobConfig, compute_stats, load_stats
 from pipeline.decode import decode
 from pipeline.errors import DecodeError, UsageError
-from pipeline.fs.listing import list_images
+from pipeline.fs.listing import iter_images
 from pipeline.fs.location import resolve
 from pipeline.run.capacity import check_local_cluster
 from pipeline.store import S3Store, open_store
@@ -150,11 +150,11 @@ def test_a_file_turned_into_a_fifo_after_listing_is_not_waited_on(tmp_path):
     png(folder / "a.png")
     script = (
         "import os, sys\n"
-        "from pipeline.fs.listing import list_images\n"
+        "from pipeline.fs.listing import iter_images\n"
         "from pipeline.fs.location import resolve\n"
         "from pipeline.fs.reading import read_files\n"
         "location = resolve(sys.argv[1])\n"
-        "[entry] = list_images(location.filesystem(), location.path)\n"
+        "[entry] = iter_images(location.filesystem(), location.path)\n"
         "path = os.path.join(sys.argv[1], 'a.png')\n"
         "os.unlink(path)\n"
         "os.mkfifo(path)\n"
@@ -298,7 +298,7 @@ def test_a_1200_deep_tree_lists_whatever_the_recursion_limit(tmp_path, scheduler
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(100)  # far below the depth: the walk must not use recursion
         try:
-            entries = list_images(location.filesystem(), location.path)
+            entries = list(iter_images(location.filesystem(), location.path))
         finally:
             sys.setrecursionlimit(limit)
         assert [e.path for e in entries] == sorted(placed)
@@ -330,7 +330,7 @@ def test_s3_keys_that_are_prefixes_count_and_folder_markers_are_not_files(tmp_pa
     for marker in ("images/", "images/val/", "images/empty/", "images/a.png/"):
         put(fs, marker, b"")
     location = resolve(f"s3://{BUCKET}/images", options)
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     assert [e.path for e in entries] == sorted(keys)  # c.jpg is a prefix only: not a file
     result = compute_stats(JobConfig(source=f"s3://{BUCKET}/images", out=str(tmp_path / "st"),
                                      source_options=options, scheduler=scheduler,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.fs.listing import list_images
+from pipeline.fs.listing import iter_images
 from pipeline.fs.location import resolve
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def test_listing_20000_objects_over_many_pages(s3):
     fs.pipe(payloads)
     location = resolve(f"s3://{BUCKET}/many", options)
     started = time.perf_counter()
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     seconds = time.perf_counter() - started
     print(f"listed {len(entries)} objects in {seconds:.1f} s")
     assert len(entries) == 20_000

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline import JobConfig, compute_stats
 from pipeline.config import ScanOptions
-from pipeline.fs.listing import list_images
+from pipeline.fs.listing import iter_images
 from pipeline.fs.location import resolve
 from pipeline.store.record import FileRecord
 
@@ -254,8 +254,8 @@ def test_symlinked_folders_are_followed_once_as_torchvision_does(tmp_path, refer
     (real / "d0" / "up").symlink_to(folder)  # leads back above itself: a loop
     location = resolve(str(folder))
     problems = []
-    entries = list_images(location.filesystem(), location.path,
-                          on_unlisted=lambda path, reason: problems.append(path))
+    entries = list(iter_images(location.filesystem(), location.path,
+                          on_unlisted=lambda path, reason: problems.append(path)))
     assert [e.path for e in entries] == [
         "cats/img0000.png", "dogs/back/img0000.png", "dogs/img0001.png"
     ]
@@ -264,14 +264,14 @@ def test_symlinked_folders_are_followed_once_as_torchvision_does(tmp_path, refer
 
 def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
     from pipeline.core.files import Shard
-    from pipeline.fs.listing import list_images
+    from pipeline.fs.listing import iter_images
     from pipeline.fs.location import resolve
     from pipeline.run.scan import scan_shard
 
     folder = tmp_path / "images"
     write_images(folder, 3)
     location = resolve(str(folder))
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     (folder / entries[1].path).unlink()
     result = scan_shard(location, Shard(0, tuple(entries)), ScanOptions("rgb"))
     assert sum(result.images.values()) == 2
@@ -280,18 +280,18 @@ def test_file_vanishing_between_listing_and_reading_is_skipped(tmp_path):
 
 def test_file_rewritten_between_listing_and_reading_is_counted_as_it_is_now(tmp_path):
     from pipeline.core.files import Shard
-    from pipeline.fs.listing import list_images
+    from pipeline.fs.listing import iter_images
     from pipeline.fs.location import resolve
     from pipeline.run.scan import scan_shard
 
     folder = tmp_path / "images"
     write_images(folder, 3)
     location = resolve(str(folder))
-    listed = list_images(location.filesystem(), location.path)
+    listed = list(iter_images(location.filesystem(), location.path))
     write_images(folder, 1, size=(50, 70), names=[listed[1].path])  # bigger, other pixels
     result = scan_shard(location, Shard(0, tuple(listed)), ScanOptions("rgb"))
-    now = scan_shard(location, Shard(0, tuple(list_images(location.filesystem(),
-                                                          location.path))), ScanOptions("rgb"))
+    now = scan_shard(location, Shard(0, tuple(list(iter_images(location.filesystem(),
+                                                          location.path)))), ScanOptions("rgb"))
     assert result.summaries == now.summaries and result.images == now.images
     assert (result.all_files.count, result.all_files.nbytes) == (3, now.all_files.nbytes)
     [row] = [r for r in FileRecord.from_parts(result.rows).entries() if r.path == listed[1].path]

@@ -25,7 +25,7 @@ from pipeline.core.files import Shard
 from pipeline.core.keys import Layout, ResultKey
 from pipeline.decode import decode
 from pipeline.errors import DecodeError
-from pipeline.fs.listing import list_images
+from pipeline.fs.listing import iter_images
 from pipeline.fs.location import resolve
 from pipeline.run import sandbox
 from pipeline.run.scan import scan_shard
@@ -60,7 +60,7 @@ def small_files_reference(folder):
 
 def shard_of(folder):
     location = resolve(str(folder), {})
-    entries = list_images(location.filesystem(), location.path, (), (), url=location.url)
+    entries = list(iter_images(location.filesystem(), location.path, (), (), url=location.url))
     return location, Shard(0, tuple(entries))
 
 
@@ -148,9 +148,9 @@ def test_the_child_does_not_outlive_a_killed_worker(folder):
     """A Dask worker SIGKILLed (OOM killer...) leaves no sandbox process behind."""
     script = (
         "import sys; from pipeline.run import sandbox; from pipeline.core.files import Shard; "
-        "from pipeline.fs.listing import list_images; from pipeline.fs.location import resolve\n"
+        "from pipeline.fs.listing import iter_images; from pipeline.fs.location import resolve\n"
         f"loc = resolve({str(folder)!r}, {{}})\n"
-        "entries = list_images(loc.filesystem(), loc.path, (), (), url=loc.url)\n"
+        "entries = list(iter_images(loc.filesystem(), loc.path, (), (), url=loc.url))\n"
         "from pipeline.config import ScanOptions\n"
         "sandbox.scan_in_sandbox(loc, Shard(0, tuple(entries[:2])), ScanOptions('rgb', None))\n"
         "print(sandbox.current_child().pid, flush=True)\n"

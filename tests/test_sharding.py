@@ -28,7 +28,7 @@ from pipeline.core.keys import Layout, ResultKey
 from pipeline.core.moments import Moments
 from pipeline.core.result import ScanResult, merge_results
 from pipeline.errors import InputError, NoImagesError, SourceNotFoundError
-from pipeline.fs.listing import list_images
+from pipeline.fs.listing import iter_images
 from pipeline.fs.location import resolve
 from pipeline.run.graph import stream_scans
 from pipeline.run.job import SHARDS_PER_THREAD
@@ -156,7 +156,7 @@ def client(cluster):
 def one_shard_result(corpus, client):
     root, _ = corpus
     location = resolve(str(root))
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     shards = cut(entries, len(entries))
     assert len(shards) == 1
     return run_scan(client, location, shards, IN_PROCESS, window=1)
@@ -189,7 +189,7 @@ def test_run_scan_same_moments_for_any_split(
 ):
     root, ref = corpus
     location = resolve(str(root))
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     shards = cut(entries, files_per_shard)
     assert len(shards) == math.ceil(len(entries) / min(files_per_shard, len(entries)))
     result = run_scan(client, location, shards, IN_PROCESS, window, reverse)
@@ -204,7 +204,7 @@ def test_run_scan_rows_match_reference_per_file(corpus, client):
     """Per-file moments (kept for incremental runs) are exact too, file by file."""
     root, _ = corpus
     location = resolve(str(root))
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     shards = cut(entries, 5)
     result = run_scan(client, location, shards, IN_PROCESS, window=3)
     rows = {row.entry.path: row for row in FileRecord.from_parts(result.rows).rows()}
@@ -255,7 +255,7 @@ def test_uneven_shards_are_weighted(shard_bytes, lopsided, tmp_path, scheduler, 
     assert_reference(doc, ref)
     # the split the run really used, rebuilt: uneven, so an unweighted merge would be wrong
     location = resolve(str(root))
-    entries = list_images(location.filesystem(), location.path)
+    entries = list(iter_images(location.filesystem(), location.path))
     min_shards = doc["run"]["worker_threads"] * SHARDS_PER_THREAD
     shards = planned_shards(entries, shard_bytes, DEFAULT_SHARD_FILES, min_shards)
     assert len(shards) == doc["run"]["shards"] > 1
@@ -340,18 +340,18 @@ def _check_listing(entries) -> None:
 
 def test_list_images_local(local_tree):
     location = resolve(str(local_tree))
-    _check_listing(list_images(location.filesystem(), location.path))
+    _check_listing(list(iter_images(location.filesystem(), location.path)))
     # a trailing slash and a file:// URL list the same files
     again = resolve(f"file://{local_tree}/")
-    assert list_images(again.filesystem(), again.path) == list_images(
+    assert list(iter_images(again.filesystem(), again.path)) == list(iter_images(
         location.filesystem(), location.path
-    )
+    ))
 
 
 def test_list_images_memory(memory_tree):
     location = resolve("memory://data")
-    _check_listing(list_images(location.filesystem(), location.path))
-    _check_listing(list_images(memory_tree, "/data"))
+    _check_listing(list(iter_images(location.filesystem(), location.path)))
+    _check_listing(list(iter_images(memory_tree, "/data")))
 
 
 @pytest.mark.parametrize(
@@ -371,21 +371,21 @@ def test_list_images_filters(local_tree, memory_tree, include, exclude, expected
         )
     for fs, root in ((resolve(str(local_tree)).filesystem(), str(local_tree)),
                      (memory_tree, "/data")):  # fmt: skip
-        entries = list_images(fs, root, include=include, exclude=exclude)
+        entries = list(iter_images(fs, root, include=include, exclude=exclude))
         assert [e.path for e in entries] == expected
 
 
 def test_list_images_missing_source(tmp_path, memfs):
     location = resolve(str(tmp_path / "nowhere"))
     with pytest.raises(SourceNotFoundError) as raised:
-        list_images(location.filesystem(), location.path)
+        list(iter_images(location.filesystem(), location.path))
     assert raised.value.exit_code == 2
     (tmp_path / "file.png").write_bytes(b"x")
     file_location = resolve(str(tmp_path / "file.png"))
     with pytest.raises(SourceNotFoundError):
-        list_images(file_location.filesystem(), file_location.path)
+        list(iter_images(file_location.filesystem(), file_location.path))
     with pytest.raises(SourceNotFoundError):
-        list_images(memfs, "/nowhere")
+        list(iter_images(memfs, "/nowhere"))
 
 
 def test_list_images_no_images(tmp_path, memfs, local_tree):
@@ -394,14 +394,14 @@ def test_list_images_no_images(tmp_path, memfs, local_tree):
     (tmp_path / "docs" / ".hidden.png").write_bytes(b"x")
     location = resolve(str(tmp_path / "docs"))
     with pytest.raises(NoImagesError) as raised:
-        list_images(location.filesystem(), location.path)
+        list(iter_images(location.filesystem(), location.path))
     assert isinstance(raised.value, InputError) and raised.value.exit_code == 2
     memfs.pipe("/empty/readme.md", b"x")
     with pytest.raises(NoImagesError):
-        list_images(memfs, "/empty")
+        list(iter_images(memfs, "/empty"))
     local = resolve(str(local_tree))
     with pytest.raises(NoImagesError):
-        list_images(local.filesystem(), local.path, include=("*.exr",))
+        list(iter_images(local.filesystem(), local.path, include=("*.exr",)))
 
 
 def test_compute_missing_source_is_input_error(tmp_path, scheduler):

@@ -106,7 +106,7 @@ class ScanResult:
 
 
 def merge_results(results: Iterable[ScanResult]) -> ScanResult:
-    """Merge any number of results (the combine step of the tree reduction)."""
+    """Merge any number of results, in any order and grouping (merges are associative)."""
     total = ScanResult()
     for result in results:
         total = total.merge(result)

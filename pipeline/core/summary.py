@@ -1,4 +1,4 @@
-"""The summary protocol: what a task computes over its pixels and a tree reduction merges.
+"""The summary protocol: what a task computes over its pixels, merged as results arrive.
 
 A summary has an identity (:meth:`Summary.empty`), an associative and commutative
 :meth:`Summary.merge`, its :meth:`Summary.moments` (count, sums, sums of squares, min, max) and

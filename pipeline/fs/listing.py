@@ -1,13 +1,16 @@
-"""List the image files under SOURCE, through any fsspec filesystem (on the client).
+"""List the image files under SOURCE, through any fsspec filesystem, as a stream in sorted
+path order (on the client): memory does not grow with the collection.
 
 Three walks, none recursive (a tree of any depth lists within Python's recursion limit):
 
-- local folders: ``os.scandir`` with an explicit stack, following symlinked folders as
-  torchvision's ``ImageFolder`` does, minus loops;
-- filesystems that list a whole tree in one pass (object stores, memory): ``find`` without
-  directories, so every object is a file, even a key that is also the prefix of other keys
-  (``a.png`` and ``a.png/inner.png``), and folder markers (keys ending in ``/``) are not;
-- any other filesystem: ``ls`` folder by folder, with an explicit stack.
+- local folders: ``os.scandir`` depth first (:mod:`pipeline.fs.walk`), following symlinked
+  folders as torchvision's ``ImageFolder`` does, minus loops;
+- S3: the key space split by prefix and listed concurrently, in key order
+  (:mod:`pipeline.fs.prefixes`); other filesystems that list a whole tree in one pass
+  (memory...): ``find``, sorted. Either way every object is a file, even a key that is also
+  the prefix of other keys (``a.png`` and ``a.png/inner.png``), and folder markers (keys
+  ending in ``/``) are not;
+- any other filesystem: ``ls`` folder by folder, depth first.
 
 Every entry that is not a folder is listed, whatever it is (a FIFO, a device, a dangling
 link): the reader (:mod:`pipeline.fs.reading`) reads regular files only and skips the others
@@ -16,7 +19,6 @@ with the reason.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,70 +27,73 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from ..core.files import FileEntry, is_image_path, passes_filters
-from ..errors import NoImagesError, SourceNotFoundError
+from ..errors import NoImagesError, SourceNotFoundError, SourceUnreachableError
+from .prefixes import is_s3, list_by_prefix
+from .walk import LOOP, Found, Unlisted, token, walk_listings, walk_local
 
-__all__ = ["list_images"]
-
-#: Why a symlinked folder is not entered.
-LOOP = "symlink loop: the link leads back to a folder above it"
-
-#: A file found by a walk: (path relative to the root, size, change token).
-_Found = tuple[str, int, str]
+__all__ = ["LOOP", "iter_images"]
 
 
-def _token(info: dict[str, Any]) -> str:
-    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created"):
-        value = info.get(key)
-        if value is not None:
-            return str(value).strip('"')
-    return ""
-
-
-def list_images(
+def iter_images(
     fs: Any,
     root: str,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     url: str | None = None,
     on_unlisted: Callable[[str, str], None] | None = None,
-) -> list[FileEntry]:
-    """Every image file under ``root``, at any depth, sorted by relative path.
+) -> Iterator[FileEntry]:
+    """Every image file under ``root``, at any depth, in sorted relative path order, as the
+    walk finds them (:class:`NoImagesError` on the first ``next`` when there is none).
 
     Hidden files and folders, folders, S3 folder markers and non-image extensions are left
     out; ``include``/``exclude`` are fnmatch patterns on the relative path (``*`` crosses
     ``/``). A symlink loop, or a subfolder that cannot be listed (permission denied...), is
-    left out, and ``on_unlisted(relative_folder + "/", reason)`` is called for it.
+    left out, and once the walk is over ``on_unlisted(relative_folder + "/", reason)`` is
+    called for each, in path order.
     """
     shown = repr(url or root)
     root = root.rstrip("/")
+    unlisted: list[Unlisted] = []
+    found = _translated(lambda: _walk(fs, root, shown, unlisted), shown)
+    listed = 0
+    last = None
+    for path, size, change in found:
+        if last is not None and path <= last:  # the plan lines the listing up by path
+            raise SourceUnreachableError(f"source {shown} listed {path!r} after {last!r}")
+        last = path
+        if is_image_path(path) and passes_filters(path, include, exclude):
+            listed += 1
+            yield FileEntry(path, size, change)
+    if on_unlisted is not None:
+        for folder, why in sorted(unlisted):
+            on_unlisted(folder + "/", why)
+    if not listed:
+        raise NoImagesError(f"no image files under {shown}")
+
+
+def _walk(fs: Any, root: str, shown: str, unlisted: list[Unlisted]) -> Iterator[Found]:
+    if not fs.isdir(root):
+        kind = "is not a folder" if fs.exists(root) else "does not exist"
+        raise SourceNotFoundError(f"source {shown} {kind}")
+    if isinstance(fs, LocalFileSystem):
+        return walk_local(root, unlisted)
+    if is_s3(fs):
+        return list_by_prefix(fs, root)
+    if _lists_in_one_pass(fs):
+        return iter(sorted(_find_objects(fs, root)))
+    return walk_listings(fs, root, unlisted)
+
+
+def _translated(walk: Callable[[], Iterator[Found]], shown: str) -> Iterator[Found]:
+    """The walk, with a source that is missing or unreadable as :class:`SourceNotFoundError`."""
     try:
-        if not fs.isdir(root):
-            kind = "is not a folder" if fs.exists(root) else "does not exist"
-            raise SourceNotFoundError(f"source {shown} {kind}")
-        if isinstance(fs, LocalFileSystem):
-            found, problems = _walk_local(root)
-        elif _lists_in_one_pass(fs):
-            found, problems = list(_find_objects(fs, root)), []
-        else:
-            found, problems = _walk_listings(fs, root)
+        yield from walk()
     except SourceNotFoundError:
         raise
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise SourceNotFoundError(f"source {shown} does not exist") from exc
     except PermissionError as exc:
         raise SourceNotFoundError(f"source {shown} cannot be listed: permission denied") from exc
-    if on_unlisted is not None:
-        for folder, reason in sorted(problems):
-            on_unlisted(folder + "/", reason)
-    entries = [
-        FileEntry(path, size, token)
-        for path, size, token in found
-        if is_image_path(path) and passes_filters(path, include, exclude)
-    ]
-    if not entries:
-        raise NoImagesError(f"no image files under {shown}")
-    entries.sort()
-    return entries
 
 
 def _lists_in_one_pass(fs: Any) -> bool:
@@ -99,104 +104,10 @@ def _lists_in_one_pass(fs: Any) -> bool:
     return type(fs).find is not AbstractFileSystem.find
 
 
-def _join(folder: str, name: str) -> str:
-    return f"{folder}/{name}" if folder else name
-
-
-def _walk_local(root: str) -> tuple[list[_Found], list[tuple[str, str]]]:
-    """The visible non-folder entries under a local folder, and the folders left out.
-
-    Symlinked folders are followed except a link back into the folders that lead to it: its
-    target is, or contains, the root, a link target followed on the way, or the folder that
-    holds the link.
-    """
-    found: list[_Found] = []
-    problems: list[tuple[str, str]] = []
-    pending: list[tuple[str, frozenset[str]]] = [("", frozenset({os.path.realpath(root)}))]
-    while pending:
-        relative, way = pending.pop()
-        folder = _join(root, relative) if relative else root
-        try:
-            with os.scandir(folder) as listing:
-                items = list(listing)
-        except OSError as exc:
-            if not relative:
-                raise
-            problems.append((relative, f"cannot list folder: {_reason(exc)}"))
-            continue
-        for item in items:
-            if item.name.startswith("."):
-                continue  # hidden, and everything under it
-            path = _join(relative, item.name)
-            if _is_folder(item):
-                if not item.is_symlink():
-                    pending.append((path, way))
-                    continue
-                target = os.path.realpath(item.path)
-                here = os.path.realpath(folder)
-                if any(_contains(target, inner) for inner in (*way, here)):
-                    problems.append((path, LOOP))
-                else:
-                    pending.append((path, way | {target}))
-                continue
-            try:
-                status = item.stat()  # through a link: what a read would open
-                found.append((path, status.st_size, str(status.st_mtime)))
-            except OSError:  # dangling, a loop: the reader says why
-                found.append((path, 0, ""))
-    return found, problems
-
-
-def _is_folder(item: os.DirEntry[str]) -> bool:
-    try:
-        return item.is_dir()
-    except OSError:  # a link loop, say: not a folder to enter
-        return False
-
-
-def _contains(folder: str, inner: str) -> bool:
-    return inner == folder or inner.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    return exc.strerror or type(exc).__name__
-
-
-def _find_objects(fs: Any, root: str) -> Iterator[_Found]:
+def _find_objects(fs: Any, root: str) -> Iterator[Found]:
     """Every object under ``root`` from one flat listing: files only, no folder markers."""
     prefix = root + "/" if root else ""
     for name, info in fs.find(root, detail=True, withdirs=False).items():
         if info.get("type") == "directory" or name.endswith("/") or not name.startswith(prefix):
             continue
-        yield name[len(prefix) :], int(info.get("size") or 0), _token(info)
-
-
-def _walk_listings(fs: Any, root: str) -> tuple[list[_Found], list[tuple[str, str]]]:
-    """The visible files under ``root``, listed folder by folder, and the folders that could
-    not be listed."""
-    found: list[_Found] = []
-    problems: list[tuple[str, str]] = []
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        try:
-            items = fs.ls(folder, detail=True)
-        except OSError as exc:
-            if folder == root:
-                raise
-            problems.append((folder[len(root) + 1 :], f"cannot list folder: {_reason(exc)}"))
-            continue
-        for info in items:
-            name = str(info["name"]).rstrip("/")
-            if not name.startswith(folder + "/"):
-                continue  # the folder itself, or something odd: never walked twice
-            relative = name[len(root) + 1 :]
-            if name.rpartition("/")[2].startswith("."):
-                continue
-            if info.get("type") == "directory":
-                pending.append(name)
-            else:
-                found.append((relative, int(info.get("size") or 0), _token(info)))
-    return found, problems
+        yield name[len(prefix) :], int(info.get("size") or 0), token(info)

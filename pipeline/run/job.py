@@ -27,7 +27,7 @@ from ..core.result import ScanResult, Skip
 from ..core.transform import record_of
 from ..decode import CONVERSIONS, pin_function
 from ..errors import ResultNotStoredError, SourceUnreachableError, StatsFileError, StoreError
-from ..fs.listing import list_images
+from ..fs.listing import iter_images
 from ..fs.location import Location, describe_error, resolve, storage_errors
 from ..fs.retries import RetryCount, retry_count
 from ..store import StatsStore, open_store, writable_store
@@ -75,14 +75,32 @@ class Progress(Protocol):
         """``files`` more were read."""
 
 
-@dataclass(frozen=True)
 class Listing:
-    """SOURCE's image files, the folders that could not be listed, the retry counts of the
+    """SOURCE's image files as the walk streams them (iterate once), counted as they pass;
+    the folders that could not be listed (known once iterated); the retry counts of the
     clients this run uses (one count per client: a set adds each once)."""
 
-    entries: list[FileEntry]
-    unlisted: tuple[Skip, ...]
-    retries: frozenset[RetryCount]
+    def __init__(
+        self, entries: Iterator[FileEntry], skipped: list[Skip], retries: frozenset[RetryCount],
+        url: str = "",
+    ) -> None:
+        self._entries = entries
+        self._skipped = skipped
+        self.retries = retries
+        self.url = url
+        self.count = 0
+        self.nbytes = 0
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        for entry in self._entries:
+            self.count += 1
+            self.nbytes += entry.size
+            yield entry
+        log.info("listed %d image files (%d bytes) under %r", self.count, self.nbytes, self.url)
+
+    @property
+    def unlisted(self) -> tuple[Skip, ...]:
+        return tuple(self._skipped)
 
 
 @dataclass(frozen=True)
@@ -158,21 +176,27 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
 
 
 def list_source(source: Location, config: JobConfig) -> Listing:
-    """Step 1: every image file under SOURCE (exit 2 when there is none or it cannot be read)."""
-    unlisted: list[Skip] = []
+    """Step 1: SOURCE's image files as a stream in path order; the first is listed now, so
+    that a source with none, or that cannot be read, fails here (exit 2)."""
+    skipped: list[Skip] = []
     with storage_errors(source, "list source", SourceUnreachableError):
         fs = source.filesystem()
-        entries = list_images(
-            fs,
-            source.path,
-            config.include,
-            config.exclude,
-            url=source.url,
-            on_unlisted=lambda folder, reason: unlisted.append(Skip(folder, reason)),
-        )
-    log.info("listed %d image files (%d bytes) under %r", len(entries),
-             sum(e.size for e in entries), source.url)
-    return Listing(entries, tuple(unlisted), frozenset({retry_count(fs)}))
+
+    def walk() -> Iterator[FileEntry]:
+        with storage_errors(source, "list source", SourceUnreachableError):
+            yield from iter_images(
+                fs,
+                source.path,
+                config.include,
+                config.exclude,
+                url=source.url,
+                on_unlisted=lambda folder, reason: skipped.append(Skip(folder, reason)),
+            )
+
+    entries = walk()
+    first = next(entries)  # never missing: iter_images raises NoImagesError instead
+    return Listing(itertools.chain([first], entries), skipped, frozenset({retry_count(fs)}),
+                   source.url)
 
 
 def find_previous(
@@ -249,7 +273,7 @@ def scan(
     planned = [0, 0]  # files to read, shards
     threads = _planned_threads(config)
     work = shards(
-        align(listing.entries, segments, verify=recorder.verify),
+        align(listing, segments, verify=recorder.verify),
         recorder,
         read,
         Limits(config.shard_bytes, config.shard_files),
@@ -344,7 +368,7 @@ def combine(
 ) -> Outcome:
     """Step 4: what was kept, what was read and what could not be listed, checked."""
     result = scanned.result.merge(ScanResult(skipped=listing.unlisted))
-    layout = check(result, config, len(listing.entries), store.url)
+    layout = check(result, config, listing.count, store.url)
     requests = result.retries + sum(count.value for count in retries)
     run = {
         "files_read": scanned.files_read,

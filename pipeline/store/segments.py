@@ -1,13 +1,13 @@
 """A version's per-file record as immutable segments, referenced by a manifest.
 
-A segment, ``segments/ab/<32 hex digits>.parquet``, is a :class:`~pipeline.store.record.
-FileRecord` table of at most a few dozen files whose paths form a contiguous range of the
-sorted listing. It is written once, never rewritten, and shared by reference by every later
-version whose files in that range did not change; an incremental run reads only the segments
-whose range changed and writes only new ones. A manifest, ``manifests/<32 hex>.parquet``, lists
-a version's segments in path order, each with its first and last path and the count, bytes and
-fingerprint of its files: enough to tell an unchanged range from the listing alone, without
-reading the segment. Ranges never overlap.
+A segment, ``segments/<run>/<32 hex digits>.parquet`` (a folder per run), is a
+:class:`~pipeline.store.record.FileRecord` table of at most a few dozen files whose paths form
+a contiguous range of the sorted listing. It is written once, never rewritten, and shared by
+reference by every later version whose files in that range did not change; an incremental run
+reads only the segments whose range changed and writes only new ones. A manifest,
+``manifests/<32 hex>.parquet``, lists a version's segments in path order, each with its first
+and last path and the count, bytes and fingerprint of its files: enough to tell an unchanged
+range from the listing alone, without reading the segment. Ranges never overlap.
 
 Nothing is ever deleted: a segment is referenced by any number of versions (each kept
 forever), and a run that was killed leaves at most files that no manifest references, which
