@@ -183,7 +183,7 @@ def _read_local(path: str, max_bytes: int | None) -> bytes:
     collections of tiny files."""
     _require_regular(path, os.stat(path))  # before opening: opening a device can act on it
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
+    with open(fd, "rb") as handle:
         status = os.fstat(fd)
         _require_regular(path, status)  # it may have been replaced since
         if _over(status.st_size, max_bytes):
@@ -192,11 +192,9 @@ def _read_local(path: str, max_bytes: int | None) -> bytes:
         if max_bytes is not None:
             ceiling = min(ceiling, max_bytes)
         try:
-            data = _read_up_to(fd, ceiling + 1)
+            data = handle.read(ceiling + 1)
         except MemoryError:
             raise _Unreadable(_out_of_memory(status.st_size)) from None
-    finally:
-        os.close(fd)
     if len(data) > ceiling:
         if ceiling == max_bytes:
             raise _Unreadable(_too_large(None, max_bytes))
@@ -205,23 +203,6 @@ def _read_local(path: str, max_bytes: int | None) -> bytes:
             "(still being written, or not a plain file)"
         )
     return data
-
-
-def _read_up_to(fd: int, limit: int) -> bytes:
-    """At most ``limit`` bytes from ``fd``, up to its end: ``os.read`` without a file object
-    (whose set-up costs more than reading a tiny file)."""
-    data = os.read(fd, limit)
-    if not data or len(data) == limit:
-        return data
-    pieces = [data]
-    got = len(data)
-    while got < limit:
-        more = os.read(fd, limit - got)
-        if not more:
-            break
-        pieces.append(more)
-        got += len(more)
-    return b"".join(pieces)
 
 
 def _require_regular(path: str, status: os.stat_result) -> None:
