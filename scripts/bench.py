@@ -638,6 +638,75 @@ def bench_corpus(
     return rows
 
 
+def bench_marginal(args: argparse.Namespace, context: Any, scratch: Path) -> list[str]:
+    """Per-file cost at steady state, fixed costs cancelled: the wall time difference between
+    two PNG corpora (``--marginal SMALL,LARGE``) over their file count difference, for the
+    loader in ``Pool(1)`` and for imgstats with 1 worker x 1 thread, interleaved; both exact
+    checked against the reference."""
+    small, large = args.marginal
+    folders = {n: ensure_corpus("png", n, args.cache, args.seed, args.processes)
+               for n in (small, large)}
+    walls: dict[tuple[str, int], list[float]] = {}
+    verdicts = []
+    for n, folder in folders.items():
+        paths = image_files(folder)
+        chunk = max(1, min(256, len(paths) // 4))
+        with context.Pool(args.processes) as pool:
+            expected = reference(paths, pool, chunk)
+        for _ in range(args.marginal_repeat):
+            print(f"[marginal {n}] loader, imgstats...", file=sys.stderr)
+            walls.setdefault(("loader", n), []).append(
+                run_baseline(paths, context, 1, chunk)["wall"])
+            result = run_imgstats(folder, 1, scratch, **args.options)
+            walls.setdefault(("imgstats", n), []).append(result["wall"])
+            verdicts.append(verdict(result["document"], expected))
+    best = {key: min(values) for key, values in walls.items()}
+    per_file = {name: (best[(name, large)] - best[(name, small)]) / (large - small) * 1e6
+                for name in ("loader", "imgstats")}
+    return [
+        f"| marginal cost per 32x32 PNG, 1 process, {small:,} -> {large:,} files (best of "
+        f"{args.marginal_repeat}) | loader {per_file['loader']:.1f} us | imgstats "
+        f"{per_file['imgstats']:.1f} us | imgstats / loader "
+        f"{per_file['imgstats'] / per_file['loader']:.2f} | walls s: "
+        + ", ".join(f"{name} {n}: {best[(name, n)]:.2f}" for name, n in sorted(best))
+        + f" | {'exact' if set(verdicts) == {'exact'} else verdicts} |"
+    ]
+
+
+def bench_fixed(args: argparse.Namespace, scratch: Path) -> list[str]:
+    """A run's fixed cost: ``imgstats compute ONE --out STORE --workers 2`` over a folder of
+    one 32x32 PNG, as a user runs it (a fresh interpreter, a LocalCluster), ``--fixed`` times
+    with a fresh store each time; and a bare ``python -c pass`` for scale."""
+    import shutil
+    import subprocess
+
+    source = ensure_corpus("png", 2000, args.cache, args.seed, args.processes)
+    one = scratch / "one"
+    one.mkdir(exist_ok=True)
+    shutil.copy(image_files(source)[0], one / "one.png")
+    env = dict(os.environ)
+    # after PYTHONPATH, as this script's own sys.path: another checkout can be measured
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT)) if p)
+    command = [sys.executable, "-m", "pipeline", "compute", str(one), "--workers",
+               str(args.processes), "--quiet"]
+    walls, bare = [], []
+    for attempt in range(args.fixed):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+        store = scratch / f"one-store-{attempt}"
+        started = time.perf_counter()
+        subprocess.run([*command, "--out", str(store)], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - started)
+    walls.sort()
+    return [
+        f"| one 32x32 PNG, `imgstats compute ONE --out STORE --workers {args.processes}` "
+        f"({args.fixed} runs) | min {walls[0]:.2f} s | median {walls[len(walls) // 2]:.2f} s "
+        f"| max {walls[-1]:.2f} s | `python -c pass` {min(bare):.3f} s |"
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jpegs", type=int, default=4000, help="ImageNet-like JPEGs (0: none)")
@@ -662,6 +731,13 @@ def main() -> None:
     parser.add_argument("--resize", type=int, help="also imgstats with --resize N")
     parser.add_argument("--center-crop", help="also imgstats with --center-crop N|HxW")
     parser.add_argument("--interpolation", default="bilinear", help="of the resize")
+    parser.add_argument(
+        "--marginal", type=lambda text: tuple(int(n) for n in text.split(",")), metavar="S,L",
+        help="also the per-file cost between S and L 32x32 PNGs, 1 process each",
+    )
+    parser.add_argument("--marginal-repeat", type=int, default=2, help="rounds (best of)")
+    parser.add_argument("--fixed", type=int, default=0, metavar="N",
+                        help="also N runs of the CLI over one image (fixed cost)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/imgstats-bench"))
     args = parser.parse_args()
@@ -692,6 +768,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="imgstats-bench-") as scratch:
         for label, folder in corpora:
             rows += bench_corpus(label, folder, args, context, Path(scratch))
+        more: list[str] = []
+        if args.marginal:
+            more += bench_marginal(args, context, Path(scratch))
+        if args.fixed:
+            more += bench_fixed(args, Path(scratch))
     from pipeline.decode import decoder_versions
 
     print(f"\nscripts/bench.py {' '.join(sys.argv[1:])}")
@@ -699,6 +780,8 @@ def main() -> None:
     if rows:
         print(HEADER)
         print("\n".join(rows))
+    if more:
+        print("\n" + "\n".join(more))
     if args.profile:
         for _, folder in corpora:
             print("\n" + profile_scan(folder, args.profile, args.transform))

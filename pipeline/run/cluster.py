@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dask
 from distributed import Client, LocalCluster, performance_report
@@ -30,6 +30,9 @@ from ..errors import SchedulerError, UsageError
 from .managed import managed_cluster, start_cluster
 from .signals import sigint_blocked
 from .sizing import size_for
+
+if TYPE_CHECKING:
+    from .early import EarlyCluster
 
 __all__ = ["LOCAL_WORKER_ENVIRON", "Cluster", "dask_client", "describe", "open_cluster"]
 
@@ -74,9 +77,12 @@ class _Running:
 
 
 @contextlib.contextmanager
-def open_cluster(config: JobConfig, processes: bool = True) -> Iterator[Cluster]:
+def open_cluster(
+    config: JobConfig, processes: bool = True, early: EarlyCluster | None = None
+) -> Iterator[Cluster]:
     """The cluster ``config`` asks for (``--scheduler``, ``--cluster``), for the block, and
-    Dask's performance report of the block in ``config.performance_report`` if it succeeds."""
+    Dask's performance report of the block in ``config.performance_report`` if it succeeds;
+    the LocalCluster ``early`` started, if it did."""
     spec = config.cluster_spec
     if spec is not None and not processes:
         raise UsageError(f"{config.source} lives in this process: only the local cluster sees it")
@@ -84,10 +90,16 @@ def open_cluster(config: JobConfig, processes: bool = True) -> Iterator[Cluster]
         _check_report_needs()
     with contextlib.ExitStack() as stack:
         cluster: Cluster
-        if spec is None:
+        started = early.client() if early is not None else None
+        if started is not None:
+            assert early is not None
+            stack.push(early.close)
+            client, cluster = started, _Running(started)
+        elif spec is None:
             client = stack.enter_context(dask_client(
                 config.scheduler_address, config.workers, config.threads_per_worker,
                 processes=processes, timeout=config.scheduler_timeout,
+                sandboxes=bool(config.decode_timeout),
             ))
             cluster = _Running(client)
         else:
@@ -180,8 +192,12 @@ def dask_client(
     threads_per_worker: int | None = None,
     processes: bool = True,
     timeout: float = DEFAULT_SCHEDULER_TIMEOUT,
+    sandboxes: bool = False,
 ) -> Iterator[Client]:
     """A client on ``scheduler``, or on a LocalCluster started for the block and closed after.
+
+    With ``sandboxes`` (tasks that decode in sandboxes), the LocalCluster's workers start
+    theirs as they start (:mod:`pipeline.run.prestart`).
 
     A refused connection fails at once; a scheduler that does not answer, after ``timeout``
     seconds. The LocalCluster's processes do not see the terminal's Ctrl-C (see
@@ -204,6 +220,7 @@ def dask_client(
                     # The workers' statistical profiler takes the GIL every 10 ms: 1-6% of a
                     # worker's CPU samples in py-spy profiles of JPEG and PNG runs.
                     "distributed.worker.profile.enabled": False,
+                    "distributed.worker.preload": _worker_preload(sandboxes and processes),
                 }
             )
         )
@@ -315,6 +332,13 @@ def _kill(pids: list[int]) -> None:
 def _kill_workers(cluster: LocalCluster) -> None:
     """SIGKILL the cluster's worker processes (their sandboxes die with them)."""
     _kill(_worker_pids(cluster))
+
+
+def _worker_preload(sandboxes: bool) -> list[str]:
+    """The configured worker preloads, and :mod:`pipeline.run.prestart` with ``sandboxes``."""
+    preload = dask.config.get("distributed.worker.preload", default=[]) or []
+    preload = [preload] if isinstance(preload, str) else list(preload)
+    return [*preload, "pipeline.run.prestart"] if sandboxes else preload
 
 
 def _worker_environ() -> dict[str, Any]:

@@ -37,6 +37,7 @@ from ..store.record import MAX_RECORD_BYTES, FileRecord
 from ..store.segments import Segment, read_manifest
 from .capacity import check_local_cluster
 from .cluster import open_cluster
+from .early import EarlyCluster, early_cluster
 from .graph import Retries, stream_scans
 from .outcome import Outcome, check
 from .plan import align
@@ -143,6 +144,18 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
             sandboxed=bool(config.decode_timeout) and not source.is_process_local,
             processes=not source.is_process_local,
         )
+    with early_cluster(config, source) as early:
+        return _compute(config, source, early, progress, started)
+
+
+def _compute(
+    config: JobConfig,
+    source: Location,
+    early: EarlyCluster | None,
+    progress: Progress | None,
+    started: float,
+) -> ComputeResult:
+    """:func:`compute_stats` once the cluster is starting: list, plan, scan, publish."""
     listing = list_source(source, config)
     store = open_store(resolve(config.out, config.store_options))
     retries = {*listing.retries, retry_count(store.fs)}  # counted from the store's first request
@@ -159,7 +172,7 @@ def compute_stats(config: JobConfig, progress: Progress | None = None) -> Comput
             verify=config.verify and previous is not None,
         )
         try:
-            scanned = scan(listing, previous, source, store, config, recorder, progress)
+            scanned = scan(listing, previous, source, store, config, recorder, progress, early)
             outcome = combine(config, source, store, listing, previous, scanned, retries)
             outcome = dataclasses.replace(outcome, record=keep_record(recorder, previous))
             done = publish(store, outcome, parent, previous, started)
@@ -255,6 +268,7 @@ def scan(
     config: JobConfig,
     recorder: Recorder,
     progress: Progress | None,
+    early: EarlyCluster | None = None,
 ) -> Scanned:
     """Step 3: line the listing up against the previous record, read what changed on the
     cluster, merge the results and write their record segments as they arrive."""
@@ -283,7 +297,7 @@ def scan(
     scanned = False
     try:
         if first is not None:
-            with open_cluster(config, processes=not source.is_process_local) as cluster:
+            with open_cluster(config, not source.is_process_local, early) as cluster:
                 ahead = [first, *itertools.islice(work, cluster.threads * SHARDS_PER_THREAD)]
                 more = len(ahead) > cluster.threads * SHARDS_PER_THREAD
                 # sized for the shards: no more jobs than a small run can keep busy

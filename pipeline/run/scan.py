@@ -10,6 +10,7 @@ file's content digest goes into its record row; a file the shard expects a diges
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..config import ScanOptions
 from ..core.digest import content_digest
-from ..core.files import FileEntry, FileSet, Shard
+from ..core.files import FileEntry, FileSet, Shard, entry_digest
 from ..core.groups import NO_GROUP
 from ..core.histogram import AnySummary, Histogram, summarize
 from ..core.keys import Layout, ResultKey
@@ -51,11 +52,9 @@ def scan_shard(
     fs = location.filesystem()
     retries = retry_count(fs)
     retried_before = retries.value
-    group_of = options.group_by or (lambda path: NO_GROUP)
+    group_of = options.group_by
     summaries: dict[ResultKey, AnySummary] = {}
-    sums: dict[ResultKey, np.ndarray] = {}  # histogram totals, added in place
-    images: Counter[ResultKey] = Counter()
-    files: dict[str, FileSet] = {}
+    keys: dict[tuple[str, Layout], ResultKey] = {}
     skipped: list[Skip] = []
     record = _Rows(options.segment_files)
     verified: list[str] = []
@@ -86,27 +85,24 @@ def scan_shard(
             skipped.append(Skip(entry.path, counted))
             continue
         layout, summary, high_bit_depth = counted
-        group = group_of(entry.path)
-        key = ResultKey(group, layout)
+        group = NO_GROUP if group_of is None else group_of(entry.path)
+        key = keys.get((group, layout))
+        if key is None:
+            key = keys[group, layout] = ResultKey(group, layout)
         if isinstance(summary, Histogram):
-            if key in sums:
-                sums[key] += summary.counts
-            else:
-                sums[key] = summary.counts.copy()
-            record.add(entry, layout, high_bit_depth, summary.counts, digest)
+            record.add(entry, key, high_bit_depth, summary.counts, digest)
         else:  # float samples: moments only, no record
             known = summaries.get(key)
             summaries[key] = merge_summaries(known, summary) if known is not None else summary
-        images[key] += 1
+            record.add_unrecorded(entry, key)
         high += high_bit_depth
-        files[group] = files.get(group, FileSet()).add(entry)
-    summaries.update({key: Histogram(counts) for key, counts in sums.items()})
+    summaries.update(record.histograms())
     return ScanResult(
         summaries,
-        images,
+        record.images(),
         high,
         tuple(skipped),
-        files,
+        record.file_sets(),
         record.blocks(),
         nbytes,
         time.perf_counter() - started,
@@ -117,36 +113,113 @@ def scan_shard(
 
 
 class _Rows:
-    """The shard's per-file record, gathered as columns (histograms sparse at once: a 16-bit
-    RGB one is 1.5 MB dense)."""
+    """The shard's counted files as columns: entries, keys, fingerprint digests and
+    histograms, turned into summaries, file sets and sparse record segments once, at the
+    end (no per-file merge, sparse conversion or file set object). 8-bit histograms (at most
+    6 KB) stay dense until then; larger ones (a 16-bit RGB one is 1.5 MB) are made sparse
+    and added to their key's total at once, so memory stays bounded."""
 
     def __init__(self, segment_files: int) -> None:
         self.segment_files = segment_files
         self.entries: list[FileEntry] = []
-        self.layouts: list[Layout] = []
+        self.keys: list[ResultKey] = []
         self.high: list[bool] = []
-        self.bins: list[np.ndarray] = []
-        self.counts: list[np.ndarray] = []
-        self.digests: list[bytes] = []
+        self.dense: dict[int, np.ndarray] = {}  # row -> small dense histogram
+        self.sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> (bins, counts)
+        self.totals: dict[ResultKey, np.ndarray] = {}  # of the sparse rows, added in place
+        self.terms: list[int] = []  # each file's fingerprint term
+        self.contents: list[bytes] = []  # each file's content digest
+        self.unrecorded: list[tuple[FileEntry, ResultKey, int]] = []  # float samples
 
     def add(
-        self, entry: FileEntry, layout: Layout, high: bool, counts: np.ndarray, digest: bytes
+        self, entry: FileEntry, key: ResultKey, high: bool, counts: np.ndarray, digest: bytes
     ) -> None:
-        bins, nonzero = sparse(counts)
-        self.digests.append(digest)
+        row = len(self.entries)
+        self.contents.append(digest)
         self.entries.append(entry)
-        self.layouts.append(layout)
+        self.keys.append(key)
         self.high.append(high)
-        self.bins.append(bins)
-        self.counts.append(nonzero)
+        self.terms.append(entry_digest(entry))
+        if counts.size <= _DENSE_BINS:
+            self.dense[row] = counts
+            return
+        self.sparse[row] = sparse(counts)
+        if key in self.totals:
+            self.totals[key] += counts
+        else:
+            self.totals[key] = counts.copy()
+
+    def add_unrecorded(self, entry: FileEntry, key: ResultKey) -> None:
+        self.unrecorded.append((entry, key, entry_digest(entry)))
+
+    def histograms(self) -> dict[ResultKey, Histogram]:
+        """Each key's summed histogram (exact int64 additions)."""
+        rows: dict[ResultKey, list[np.ndarray]] = {}
+        for row, counts in self.dense.items():
+            rows.setdefault(self.keys[row], []).append(counts)
+        sums = {key: np.sum(mine, axis=0) for key, mine in rows.items()}
+        for key, total in self.totals.items():
+            sums[key] = sums[key] + total if key in sums else total
+        return {key: Histogram(total) for key, total in sums.items()}
+
+    def images(self) -> Counter[ResultKey]:
+        images = Counter(self.keys)
+        images.update(key for _, key, _ in self.unrecorded)
+        return images
+
+    def file_sets(self) -> dict[str, FileSet]:
+        """The counted files per group, from the digests taken once per file."""
+        totals: dict[str, list[int]] = {}
+        recorded = zip(self.entries, self.keys, self.terms, strict=True)
+        for entry, key, digest in itertools.chain(recorded, self.unrecorded):
+            total = totals.setdefault(key.group, [0, 0, 0])
+            total[0] += 1
+            total[1] += entry.size
+            total[2] += digest
+        return {group: FileSet(count, size, digest % 2**128)
+                for group, (count, size, digest) in totals.items()}
 
     def blocks(self) -> tuple[RecordPart, ...]:
+        """The record, in segments of ``segment_files`` rows, each encoded."""
         if not self.entries:
             return ()
-        record = FileRecord.from_columns(
-            self.entries, self.layouts, self.high, self.bins, self.counts, self.digests
+        record = FileRecord.from_flat(
+            self.entries, [key.layout for key in self.keys], self.high, *self._sparse(),
+            self.contents,
         )
-        return record.parts(self.segment_files)
+        parts = []
+        for start in range(0, len(self.entries), self.segment_files):
+            stop = min(start + self.segment_files, len(self.entries))
+            mine = self.entries[start:stop]
+            files = FileSet(len(mine), sum(e.size for e in mine),
+                            sum(self.terms[start:stop]) % 2**128)
+            data = FileRecord(record.table.slice(start, len(mine))).to_bytes()
+            parts.append(RecordPart(mine[0].path, mine[-1].path, files, data))
+        return tuple(parts)
+
+    def _sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every row's nonzero flat bins and their counts, end to end (as
+        :func:`~pipeline.store.record.sparse` gives them, row after row), and the offsets:
+        one ``flatnonzero`` over the dense rows when they share one shape."""
+        rows = len(self.entries)
+        shapes = {counts.shape for counts in self.dense.values()}
+        if len(self.dense) == rows and len(shapes) == 1:
+            block = np.stack(list(self.dense.values())).reshape(rows, -1)
+            flat = np.flatnonzero(block)
+            offsets = np.zeros(rows + 1, np.int32)
+            np.cumsum(np.count_nonzero(block, axis=1), out=offsets[1:])
+            bins = (flat % block.shape[1]).astype(np.int32)
+            return offsets, bins, block.reshape(-1)[flat]
+        pairs = [self.sparse[row] if row in self.sparse else sparse(self.dense[row])
+                 for row in range(rows)]
+        offsets = np.zeros(rows + 1, np.int32)
+        np.cumsum([len(bins) for bins, _ in pairs], out=offsets[1:])
+        return (offsets, np.concatenate([b for b, _ in pairs]).astype(np.int32),
+                np.concatenate([c for _, c in pairs]).astype(np.int64))
+
+
+#: Histograms of at most this many bins (8-bit, up to 4 channels) stay dense until the end.
+_DENSE_BINS = 4 * 256
 
 
 def _count(data: bytes, options: ScanOptions) -> tuple[Layout, AnySummary, bool] | str:

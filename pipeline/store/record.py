@@ -108,7 +108,25 @@ class FileRecord:
         ``digests`` None: none known."""
         lengths = np.zeros(len(bins) + 1, np.int32)
         np.cumsum([len(b) for b in bins], out=lengths[1:])
-        offsets = pa.array(lengths, pa.int32())
+        return cls.from_flat(
+            entries, layouts, high_bit_depth, lengths, _concat(bins, np.int32),
+            _concat(counts, np.int64), digests,
+        )
+
+    @classmethod
+    def from_flat(
+        cls,
+        entries: Sequence[FileEntry],
+        layouts: Sequence[Layout],
+        high_bit_depth: Sequence[bool],
+        offsets: np.ndarray,
+        bins: np.ndarray,
+        counts: np.ndarray,
+        digests: Sequence[bytes | None] | None = None,
+    ) -> FileRecord:
+        """As :meth:`from_columns`, every row's sparse bins and counts given end to end
+        (int32 and int64), row ``i``'s at ``offsets[i]:offsets[i + 1]`` (int32)."""
+        positions = pa.array(offsets, pa.int32())
         columns = {
             "path": pa.array([path_bytes(e.path) for e in entries], pa.binary()),
             "size": pa.array([e.size for e in entries], pa.int64()),
@@ -116,10 +134,10 @@ class FileRecord:
             "layout": pa.array([str(layout) for layout in layouts], pa.string()),
             "high_bit_depth": pa.array(high_bit_depth, pa.bool_()),
             "bins": pa.ListArray.from_arrays(
-                offsets, pa.array(_concat(bins, np.int32), pa.int32()), type=pa.list_(pa.int32())
+                positions, pa.array(bins, pa.int32()), type=pa.list_(pa.int32())
             ),
             "counts": pa.ListArray.from_arrays(
-                offsets, pa.array(_concat(counts, np.int64), pa.int64()), type=pa.list_(pa.int64())
+                positions, pa.array(counts, pa.int64()), type=pa.list_(pa.int64())
             ),
             "digest": pa.array(digests if digests is not None else [None] * len(entries),
                                pa.binary(DIGEST_BYTES)),
