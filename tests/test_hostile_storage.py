@@ -661,7 +661,9 @@ def test_a_cluster_that_fails_to_close_keeps_the_result(tmp_path):
     tracers: list[subprocess.Popen] = []
 
     class SeizeWorkers:
-        def begin(self, files: int) -> None:
+        def begin(self, files: int) -> None:  # called for each shard: seize once
+            if tracers:
+                return
             workers = [p.pid for p in psutil.Process().children()
                        if "multiprocessing" in " ".join(p.cmdline())]
             tracer = subprocess.Popen([sys.executable, "-c", TRACER, *map(str, workers)],
