@@ -114,10 +114,11 @@ def scan_shard(
 
 class _Rows:
     """The shard's counted files as columns: entries, keys, fingerprint digests and
-    histograms, turned into summaries, file sets and sparse record segments once, at the
-    end (no per-file merge, sparse conversion or file set object). 8-bit histograms (at most
-    6 KB) stay dense until then; larger ones (a 16-bit RGB one is 1.5 MB) are made sparse
-    and added to their key's total at once, so memory stays bounded."""
+    histograms, turned into sparse record segments a segment at a time and into summaries
+    and file sets at the end (no per-file merge, sparse conversion or file set object).
+    8-bit histograms (at most 6 KB) stay dense until their segment is encoded; larger ones
+    (a 16-bit RGB one is 1.5 MB) are made sparse and added to their key's total at once, so
+    memory stays bounded by a segment's histograms and the encoded segments."""
 
     def __init__(self, segment_files: int) -> None:
         self.segment_files = segment_files
@@ -126,7 +127,9 @@ class _Rows:
         self.high: list[bool] = []
         self.dense: dict[int, np.ndarray] = {}  # row -> small dense histogram
         self.sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> (bins, counts)
-        self.totals: dict[ResultKey, np.ndarray] = {}  # of the sparse rows, added in place
+        self.totals: dict[ResultKey, np.ndarray] = {}  # per key, added in place
+        self.parts: list[RecordPart] = []  # the encoded segments
+        self._start = 0  # the first row not yet in a segment
         self.terms: list[int] = []  # each file's fingerprint term
         self.contents: list[bytes] = []  # each file's content digest
         self.unrecorded: list[tuple[FileEntry, ResultKey, int]] = []  # float samples
@@ -142,25 +145,19 @@ class _Rows:
         self.terms.append(entry_digest(entry))
         if counts.size <= _DENSE_BINS:
             self.dense[row] = counts
-            return
-        self.sparse[row] = sparse(counts)
-        if key in self.totals:
-            self.totals[key] += counts
         else:
-            self.totals[key] = counts.copy()
+            self.sparse[row] = sparse(counts)
+            self._add_total(key, counts)
+        if len(self.entries) - self._start >= self.segment_files:
+            self._encode()
 
     def add_unrecorded(self, entry: FileEntry, key: ResultKey) -> None:
         self.unrecorded.append((entry, key, entry_digest(entry)))
 
     def histograms(self) -> dict[ResultKey, Histogram]:
         """Each key's summed histogram (exact int64 additions)."""
-        rows: dict[ResultKey, list[np.ndarray]] = {}
-        for row, counts in self.dense.items():
-            rows.setdefault(self.keys[row], []).append(counts)
-        sums = {key: np.sum(mine, axis=0) for key, mine in rows.items()}
-        for key, total in self.totals.items():
-            sums[key] = sums[key] + total if key in sums else total
-        return {key: Histogram(total) for key, total in sums.items()}
+        self._encode()
+        return {key: Histogram(total) for key, total in self.totals.items()}
 
     def images(self) -> Counter[ResultKey]:
         images = Counter(self.keys)
@@ -181,44 +178,59 @@ class _Rows:
 
     def blocks(self) -> tuple[RecordPart, ...]:
         """The record, in segments of ``segment_files`` rows, each encoded."""
-        if not self.entries:
-            return ()
-        record = FileRecord.from_flat(
-            self.entries, [key.layout for key in self.keys], self.high, *self._sparse(),
-            self.contents,
-        )
-        parts = []
-        for start in range(0, len(self.entries), self.segment_files):
-            stop = min(start + self.segment_files, len(self.entries))
-            mine = self.entries[start:stop]
-            files = FileSet(len(mine), sum(e.size for e in mine),
-                            sum(self.terms[start:stop]) % 2**128)
-            data = FileRecord(record.table.slice(start, len(mine))).to_bytes()
-            parts.append(RecordPart(mine[0].path, mine[-1].path, files, data))
-        return tuple(parts)
+        self._encode()
+        return tuple(self.parts)
 
-    def _sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every row's nonzero flat bins and their counts, end to end (as
-        :func:`~pipeline.store.record.sparse` gives them, row after row), and the offsets:
-        one ``flatnonzero`` over the dense rows when they share one shape."""
-        rows = len(self.entries)
-        shapes = {counts.shape for counts in self.dense.values()}
-        if len(self.dense) == rows and len(shapes) == 1:
-            block = np.stack(list(self.dense.values())).reshape(rows, -1)
+    def _encode(self) -> None:
+        """Encode the rows not yet in a segment as one, and fold their dense histograms
+        into the totals: a shard holds at most one segment's dense histograms at a time."""
+        start, stop = self._start, len(self.entries)
+        if start == stop:
+            return
+        record = FileRecord.from_flat(
+            self.entries[start:stop], [key.layout for key in self.keys[start:stop]],
+            self.high[start:stop], *self._sparse(start, stop), self.contents[start:stop],
+        )
+        mine = self.entries[start:stop]
+        files = FileSet(len(mine), sum(e.size for e in mine),
+                        sum(self.terms[start:stop]) % 2**128)
+        self.parts.append(RecordPart(mine[0].path, mine[-1].path, files, record.to_bytes()))
+        for row in range(start, stop):
+            counts = self.dense.pop(row, None)
+            self.sparse.pop(row, None)
+            if counts is not None:
+                self._add_total(self.keys[row], counts)
+        self._start = stop
+
+    def _add_total(self, key: ResultKey, counts: np.ndarray) -> None:
+        if key in self.totals:
+            self.totals[key] += counts
+        else:
+            self.totals[key] = counts.astype(np.int64, copy=True)
+
+    def _sparse(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nonzero flat bins and their counts of rows ``start`` to ``stop``, end to end
+        (as :func:`~pipeline.store.record.sparse` gives them, row after row), and the
+        offsets: one ``flatnonzero`` over the dense rows when they share one shape."""
+        rows = stop - start
+        dense = [self.dense[row] for row in range(start, stop) if row in self.dense]
+        if len(dense) == rows and len({counts.shape for counts in dense}) == 1:
+            block = np.stack(dense).reshape(rows, -1)
             flat = np.flatnonzero(block)
             offsets = np.zeros(rows + 1, np.int32)
             np.cumsum(np.count_nonzero(block, axis=1), out=offsets[1:])
             bins = (flat % block.shape[1]).astype(np.int32)
             return offsets, bins, block.reshape(-1)[flat]
         pairs = [self.sparse[row] if row in self.sparse else sparse(self.dense[row])
-                 for row in range(rows)]
+                 for row in range(start, stop)]
         offsets = np.zeros(rows + 1, np.int32)
         np.cumsum([len(bins) for bins, _ in pairs], out=offsets[1:])
         return (offsets, np.concatenate([b for b, _ in pairs]).astype(np.int32),
                 np.concatenate([c for _, c in pairs]).astype(np.int64))
 
 
-#: Histograms of at most this many bins (8-bit, up to 4 channels) stay dense until the end.
+#: Histograms of at most this many bins (8-bit, up to 4 channels) stay dense until their
+#: segment is encoded.
 _DENSE_BINS = 4 * 256
 
 
