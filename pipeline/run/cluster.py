@@ -27,6 +27,7 @@ from distributed.comm.addressing import parse_address, parse_host_port
 
 from ..config import DEFAULT_SCHEDULER_TIMEOUT, JobConfig
 from ..errors import SchedulerError, UsageError
+from ..fs.location import describe_error
 from .managed import managed_cluster, start_cluster
 from .signals import sigint_blocked
 from .sizing import size_for
@@ -82,32 +83,42 @@ def open_cluster(
 ) -> Iterator[Cluster]:
     """The cluster ``config`` asks for (``--scheduler``, ``--cluster``), for the block, and
     Dask's performance report of the block in ``config.performance_report`` if it succeeds;
-    the LocalCluster ``early`` started, if it did."""
+    the LocalCluster ``early`` started, if it did. Once the block has succeeded, a failure
+    to close the cluster is a warning: the block's result stands."""
     spec = config.cluster_spec
     if spec is not None and not processes:
         raise UsageError(f"{config.source} lives in this process: only the local cluster sees it")
     if config.performance_report:
         _check_report_needs()
-    with contextlib.ExitStack() as stack:
-        cluster: Cluster
-        started = early.client() if early is not None else None
-        if started is not None:
-            assert early is not None
-            stack.push(early.close)
-            client, cluster = started, _Running(started)
-        elif spec is None:
-            client = stack.enter_context(dask_client(
-                config.scheduler_address, config.workers, config.threads_per_worker,
-                processes=processes, timeout=config.scheduler_timeout,
-                sandboxes=bool(config.decode_timeout),
-            ))
-            cluster = _Running(client)
-        else:
-            managed = stack.enter_context(managed_cluster(spec, config.cluster_timeout))
-            client, cluster = managed.client, managed
-        if config.performance_report:
-            stack.enter_context(_report(client, config.performance_report))
-        yield cluster
+    finished = False
+    try:
+        with contextlib.ExitStack() as stack:
+            cluster: Cluster
+            started = early.client() if early is not None else None
+            if started is not None:
+                assert early is not None
+                stack.push(early.close)
+                client, cluster = started, _Running(started)
+            elif spec is None:
+                client = stack.enter_context(dask_client(
+                    config.scheduler_address, config.workers, config.threads_per_worker,
+                    processes=processes, timeout=config.scheduler_timeout,
+                    sandboxes=bool(config.decode_timeout),
+                ))
+                cluster = _Running(client)
+            else:
+                managed = stack.enter_context(managed_cluster(spec, config.cluster_timeout))
+                client, cluster = managed.client, managed
+            if config.performance_report:
+                stack.enter_context(_report(client, config.performance_report))
+            yield cluster
+            finished = True
+    except Exception as exc:
+        if not finished:
+            raise
+        # The block's work is done: a cluster that fails to close must not lose it.
+        log.warning("closing the Dask cluster failed after the scan (%s); the result is kept",
+                    describe_error(exc))
 
 
 def _check_report_needs() -> None:

@@ -28,7 +28,7 @@ from ..core.transform import record_of
 from ..decode import CONVERSIONS, pin_function
 from ..errors import ResultNotStoredError, SourceUnreachableError, StatsFileError, StoreError
 from ..fs.listing import iter_images
-from ..fs.location import Location, describe_error, resolve, storage_errors
+from ..fs.location import Location, resolve, storage_errors
 from ..fs.retries import RetryCount, retry_count
 from ..store import StatsStore, open_store, writable_store
 from ..store.document import Basis, Stats, dumps
@@ -294,39 +294,30 @@ def scan(
         min_shards=threads * SHARDS_PER_THREAD,
     )
     first = next(work, None)  # no cluster is started for a run with nothing to read
-    scanned = False
-    try:
-        if first is not None:
-            with open_cluster(config, not source.is_process_local, early) as cluster:
-                ahead = [first, *itertools.islice(work, cluster.threads * SHARDS_PER_THREAD)]
-                more = len(ahead) > cluster.threads * SHARDS_PER_THREAD
-                # sized for the shards: no more jobs than a small run can keep busy
-                client = cluster.ready(None if more else len(ahead))
-                threads = cluster.threads
+    if first is not None:
+        with open_cluster(config, not source.is_process_local, early) as cluster:
+            ahead = [first, *itertools.islice(work, cluster.threads * SHARDS_PER_THREAD)]
+            more = len(ahead) > cluster.threads * SHARDS_PER_THREAD
+            # sized for the shards: no more jobs than a small run can keep busy
+            client = cluster.ready(None if more else len(ahead))
+            threads = cluster.threads
 
-                def tagged() -> Iterator[tuple[Work, Any]]:
-                    for item in itertools.chain(ahead, work):
-                        planned[0] += len(item.shard.files)
-                        planned[1] += 1
-                        if progress is not None:
-                            progress.begin(len(item.shard.files))
-                        yield item, item.shard
-
-                counted = Retries()
-                log.info("decoding on %d worker threads", threads)
-                for item, result in stream_scans(client, source, options, tagged(),
-                                                 WINDOW_PER_THREAD * threads, counted):
-                    recorder.scanned(item.slots, result, item.shard)
+            def tagged() -> Iterator[tuple[Work, Any]]:
+                for item in itertools.chain(ahead, work):
+                    planned[0] += len(item.shard.files)
+                    planned[1] += 1
                     if progress is not None:
-                        progress.advance(len(item.shard.files))
-                recorder.totals = dataclasses.replace(recorder.totals, task_retries=counted.count)
-                scanned = True
-    except Exception as exc:
-        if not scanned:
-            raise
-        # The result is known: a cluster that fails to close must not lose it.
-        log.warning("closing the Dask cluster failed after the scan (%s); the result is kept",
-                    describe_error(exc))
+                        progress.begin(len(item.shard.files))
+                    yield item, item.shard
+
+            counted = Retries()
+            log.info("decoding on %d worker threads", threads)
+            for item, result in stream_scans(client, source, options, tagged(),
+                                             WINDOW_PER_THREAD * threads, counted):
+                recorder.scanned(item.slots, result, item.shard)
+                if progress is not None:
+                    progress.advance(len(item.shard.files))
+            recorder.totals = dataclasses.replace(recorder.totals, task_retries=counted.count)
     return Scanned(recorder.totals, recorder.stats, planned[0], recorder.reused,
                    recorder.removed, recorder.verified, planned[1], threads)
 
