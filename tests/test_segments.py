@@ -101,6 +101,34 @@ def test_unchanged_segments_are_shared_by_reference(tmp_path, run):
     assert content(second.stats.document) == content(fresh.stats.document)
 
 
+def test_ranges_waiting_for_the_manifest_stay_bounded(tmp_path, run, monkeypatch):
+    """A changed file at the start holds the manifest back (it is written in path order): the
+    plan pauses instead of queueing every unchanged segment behind it (it did: at 3,000,000
+    files that queue was the incremental client's growth, ~93 MB per million files)."""
+    from pipeline.run import recorder, work
+    from pipeline.run.job import WINDOW_PER_THREAD
+
+    make_dataset(tmp_path / "images", count=120)
+    run(segment_files=2)  # 60 segments
+    save(tmp_path / "images" / "d0" / "img000.png", seed=500)  # the very first file changes
+    save(tmp_path / "images" / "d5" / "img113.png", seed=501)  # and one near the end
+    monkeypatch.setattr(work, "MAX_BACKLOG", 5)
+    backlog: list[int] = []
+    reuse = recorder.Recorder.reuse
+
+    def watched(self, segment):
+        reuse(self, segment)
+        backlog.append(self.backlog)
+
+    monkeypatch.setattr(recorder.Recorder, "reuse", watched)
+    second = run(segment_files=2)
+    assert len(backlog) >= 50  # the reused segments, each watched
+    assert max(backlog) <= 5 + WINDOW_PER_THREAD * second.stats.document["run"]["worker_threads"]
+    assert second.stats.document["run"]["files_read"] == 2
+    fresh = run(out="fresh", full=True, segment_files=5)
+    assert content(second.stats.document) == content(fresh.stats.document)
+
+
 def test_concurrent_runs_each_get_their_own_version(tmp_path, scheduler):
     make_dataset(tmp_path / "images", count=30)
     command = [sys.executable, "-m", "pipeline", "compute", str(tmp_path / "images"), "--out",
@@ -168,7 +196,7 @@ def test_client_killed_after_writing_segments_leaves_a_store_the_next_run_uses(
 
 def _written_segments(store: Path, before: dict[str, tuple[str, int]]) -> bool:
     folder = store / "segments"
-    return any(str(p.relative_to(store)) not in before for p in folder.rglob("*.parquet"))
+    return any(str(p.relative_to(store)) not in before for p in folder.rglob("*.arrow"))
 
 
 @pytest.mark.parametrize("segment_files", [1, 3, 32])

@@ -5,7 +5,8 @@ One task per shard returns that shard's :class:`~pipeline.core.result.ScanResult
 summaries per group and layout, its skips, its record segments); the caller merges results as
 they arrive, exactly, in any order. Shards are pulled from their iterator only when the window
 has room, so the listing, the shards and the results all stream: the client holds at most a
-window of shards, whatever the size of the collection.
+window of shards, whatever the size of the collection. The iterator can also ask for a result
+before it is asked again (back-pressure of its own): it yields None.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import uuid
 from asyncio import CancelledError
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from itertools import islice
 from typing import TypeVar
 
 from distributed import Client, as_completed
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 2
 
 T = TypeVar("T")
+_END = object()
 
 
 class Retries:
@@ -51,12 +52,13 @@ def stream_scans(
     client: Client,
     location: Location,
     options: ScanOptions,
-    shards: Iterable[tuple[T, Shard]],
+    shards: Iterable[tuple[T, Shard] | None],
     window: int,
     retries: Retries | None = None,
 ) -> Iterator[tuple[T, ScanResult]]:
     """Scan each ``(tag, shard)`` on the cluster, at most ``window`` at once, and yield
-    ``(tag, result)`` as each finishes (in no particular order).
+    ``(tag, result)`` as each finishes (in no particular order). A None from ``shards`` stops
+    the pulling until the next result (or goes on at once when nothing is in flight).
 
     With a decode time limit (``options.decode_timeout``), each task decodes in a sandbox
     process (:mod:`pipeline.run.sandbox`): a file that hangs or crashes its decoder is skipped.
@@ -77,8 +79,20 @@ def stream_scans(
         flight[key] = tag, shard, attempt
         running.add(client.submit(task, shard, key=key, pure=False))
 
-    for tag, shard in islice(pending, window):
-        submit(tag, shard)
+    def fill() -> None:
+        """Pull shards until the window is full, the iterator pauses or ends."""
+        while len(flight) < window:
+            item = next(pending, _END)
+            if item is _END:
+                return
+            if item is None:
+                if flight:
+                    return
+                continue
+            assert isinstance(item, tuple)
+            submit(*item)
+
+    fill()
     try:
         while flight:
             future, result = next(running)
@@ -96,9 +110,8 @@ def stream_scans(
                     retries.count += 1
                 submit(tag, shard, attempt + 1)
                 continue
-            for more in islice(pending, 1):  # one in, one out: the window stays full
-                submit(*more)
             yield tag, result
+            fill()  # after the caller took the result in: its back-pressure sees it
     except ImgstatsError:
         raise
     except Exception as exc:

@@ -43,7 +43,7 @@ from .outcome import Outcome, check
 from .plan import align
 from .recorder import Recorder, RecordStats
 from .sizing import JobShape, planned_threads
-from .work import Limits, Work, shards
+from .work import Limits, Pause, Work, shards
 
 __all__ = ["ComputeResult", "Progress", "compute_stats"]
 
@@ -293,17 +293,21 @@ def scan(
         Limits(config.shard_bytes, config.shard_files),
         min_shards=threads * SHARDS_PER_THREAD,
     )
-    first = next(work, None)  # no cluster is started for a run with nothing to read
+    # no cluster is started for a run with nothing to read (nothing is in flight yet: pauses
+    # are passed over until the first shard)
+    first = next((item for item in work if isinstance(item, Work)), None)
     if first is not None:
         with open_cluster(config, not source.is_process_local, early) as cluster:
-            ahead = [first, *itertools.islice(work, cluster.threads * SHARDS_PER_THREAD)]
-            more = len(ahead) > cluster.threads * SHARDS_PER_THREAD
+            ahead, more = _look_ahead(work, cluster.threads * SHARDS_PER_THREAD)
             # sized for the shards: no more jobs than a small run can keep busy
-            client = cluster.ready(None if more else len(ahead))
+            client = cluster.ready(None if more else len(ahead) + 1)
             threads = cluster.threads
 
-            def tagged() -> Iterator[tuple[Work, Any]]:
-                for item in itertools.chain(ahead, work):
+            def tagged() -> Iterator[tuple[Work, Any] | None]:
+                for item in itertools.chain([first], ahead, work):
+                    if not isinstance(item, Work):
+                        yield None  # a pause: a result first
+                        continue
                     planned[0] += len(item.shard.files)
                     planned[1] += 1
                     if progress is not None:
@@ -320,6 +324,19 @@ def scan(
             recorder.totals = dataclasses.replace(recorder.totals, task_retries=counted.count)
     return Scanned(recorder.totals, recorder.stats, planned[0], recorder.reused,
                    recorder.removed, recorder.verified, planned[1], threads)
+
+
+def _look_ahead(work: Iterator[Work | Pause], count: int) -> tuple[list[Work], bool]:
+    """Up to ``count`` more shards from ``work`` and whether the run has more than ``count``
+    (with the first), as far as it can tell: a pause wants results before the plan goes on."""
+    ahead: list[Work] = []
+    for item in work:
+        if not isinstance(item, Work):
+            return ahead, True
+        ahead.append(item)
+        if len(ahead) == count:
+            return ahead, True
+    return ahead, False
 
 
 def keep_record(recorder: Recorder, previous: Previous | None) -> str | None:

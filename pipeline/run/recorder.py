@@ -63,7 +63,8 @@ class _Slot:
     """One range of the new record, in path order: its segments once they are known."""
 
     pending: int = 0  # shards still to return
-    segments: list[Future[Segment | None]] = field(default_factory=list)
+    #: known (reused) or being written (None: the store refused it)
+    segments: list[Segment | Future[Segment | None]] = field(default_factory=list)
     ready: bool = False  # every segment of the range is known (and being written)
     # a rewritten segment: its range, the rows kept and the new rows returned so far
     rewrite: bool = False
@@ -110,11 +111,7 @@ class Recorder:
     # the plan, in path order -----------------------------------------------------------------
     def reuse(self, segment: Segment) -> None:
         """A segment whose files did not change."""
-        slot = _Slot(ready=True)
-        done: Future[Segment | None] = Future()
-        done.set_result(segment)
-        slot.segments.append(done)
-        self._slots.append(slot)
+        self._slots.append(_Slot(segments=[segment], ready=True))
         self.reused += segment.files.count
         self.stats.segments_reused += 1
         self._flush()
@@ -215,9 +212,7 @@ class Recorder:
         its old rows, referenced as it is)."""
         assert slot.kept is not None
         if slot.old is not None and not slot.new and len(slot.kept) == slot.old_rows:
-            done: Future[Segment | None] = Future()
-            done.set_result(slot.old)
-            slot.segments.append(done)
+            slot.segments.append(slot.old)
             self.stats.segments_reused += 1
         else:
             merged = FileRecord.concat([slot.kept, *slot.new])
@@ -275,10 +270,16 @@ class Recorder:
         """Append the ready slots at the front to the manifest."""
         while self._slots and self._slots[0].ready:
             slot = self._slots.popleft()
-            for future in slot.segments:
-                segment = future.result()
+            for known in slot.segments:
+                segment = known.result() if isinstance(known, Future) else known
                 if segment is not None:
                     self._manifest.add(segment)
+
+    @property
+    def backlog(self) -> int:
+        """Ranges planned but not yet in the manifest: they wait for the first range that is
+        still being read (the manifest is written in path order)."""
+        return len(self._slots)
 
     @property
     def unchanged(self) -> bool:

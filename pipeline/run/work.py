@@ -7,6 +7,11 @@ handed to the :class:`~pipeline.run.recorder.Recorder` in path order, rewritten 
 ahead, a few at once. Nothing is cut until the plan has shown either enough files for full
 shards or all of them: a small collection is cut into smaller shards, at least ``min_shards``,
 so that large images still spread over every worker.
+
+Back-pressure: the manifest is written in path order, so every range planned after one still
+being read waits in the recorder. When more than :data:`MAX_BACKLOG` ranges wait, the files
+held back for a shard are sent as one and :data:`PAUSE` is yielded: the caller lets a result
+arrive before it asks for more, so the planning never runs far ahead of the results.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from ..store.segments import Segment
 from .plan import Changed, Fresh, Reused, Unit
 from .recorder import Recorder, _Slot
 
-__all__ = ["Limits", "Work", "shards"]
+__all__ = ["MAX_BACKLOG", "PAUSE", "Limits", "Pause", "Work", "shards"]
 
 #: Rewritten segments read ahead of the plan, at once.
 READ_AHEAD = 16
+#: Ranges waiting for the manifest (see the module) before the plan pauses.
+MAX_BACKLOG = 4096
 
 
 @dataclass(frozen=True)
@@ -54,14 +61,24 @@ class Work:
     slots: list[_Slot]
 
 
+class Pause:
+    """The plan waits for results (see the module)."""
+
+    def __repr__(self) -> str:
+        return "PAUSE"
+
+
+PAUSE = Pause()
+
+
 def shards(
     units: Iterable[Unit],
     recorder: Recorder,
     read: Callable[[Segment], FileRecord],
     limits: Limits,
     min_shards: int,
-) -> Iterator[Work]:
-    """The shards of the plan's files to read, in path order."""
+) -> Iterator[Work | Pause]:
+    """The shards of the plan's files to read, in path order, and pauses."""
     ahead = _read_ahead(units, read)
     first: list[tuple[Unit, Future[FileRecord] | None]] = []
     listed = nbytes = 0
@@ -80,6 +97,9 @@ def shards(
         if isinstance(unit, Reused):
             yield from cutter.fresh_out(everything=True)
             recorder.reuse(unit.segment)
+            if recorder.backlog > MAX_BACKLOG:
+                yield from cutter.changed_out(everything=True)
+                yield PAUSE
         elif isinstance(unit, Fresh):
             yield from cutter.changed_out(everything=True)
             cutter.fresh += unit.listed
