@@ -428,7 +428,10 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
             break
         time.sleep(0.1)
     task_seconds = document["run"]["task_seconds"]
-    record = run_dir / "stats" / str(document.get("record"))
+    manifest = run_dir / "stats" / str(document.get("record"))
+    # a fresh store: every segment is this version's
+    segments = (run_dir / "stats" / "segments").rglob("*")
+    record_bytes = sum(p.stat().st_size for p in segments if p.is_file())
     first = [round(r.get("first_moments", 0.0), 2) for r in reports]
     decode_cpu = sum(r["decode_cpu"] for r in reports)
     moments = sum(r["moments"] for r in reports)
@@ -444,8 +447,8 @@ def run_imgstats(folder: Path, workers: int, scratch: Path, **options: Any) -> d
         "moments_share": moments / task_seconds if task_seconds else float("nan"),
         "decode_share": decode / task_seconds if task_seconds else float("nan"),
         "histogram_vs_decode": moments / decode if decode else float("nan"),
-        "record_bytes_per_file": record.stat().st_size / document["files"]["count"]
-        if record.is_file() else float("nan"),
+        "record_bytes_per_file": (record_bytes + manifest.stat().st_size)
+        / document["files"]["count"] if manifest.is_file() else float("nan"),
         "peak_rss_mb": {
             role: _mb(r["peak_rss"] // 1024 for r in reports if r["role"] == role)
             for role in ("worker", "sandbox")

@@ -30,7 +30,7 @@ def segments_of(old: list[FileEntry], cuts: list[int]) -> list[tuple[Segment, li
         fileset = FileSet()
         for e in files:
             fileset = fileset.add(e)
-        name = f"segments/{'0' * 32}/{uuid.uuid4().hex}.parquet"
+        name = f"segments/{'0' * 32}/{uuid.uuid4().hex}.arrow"
         result.append((Segment(name, files[0].path, files[-1].path, fileset, 1), files))
     return result
 

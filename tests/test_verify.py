@@ -4,6 +4,8 @@ the result bit for bit a full run's, and the independent reference's."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 import time
@@ -20,7 +22,7 @@ from pipeline.core.digest import content_digest
 from pipeline.core.files import FileEntry, Shard
 from pipeline.core.keys import Layout
 from pipeline.errors import UsageError
-from pipeline.store.record import _PARQUET, FileRecord
+from pipeline.store.record import FileRecord
 
 from reference import pil_pixels, reference_stats
 
@@ -147,12 +149,24 @@ def test_verify_with_other_changes_equals_a_full_run(tmp_path, run, group_by):
     assert content(result.stats.document) == content(full_run(run, group_by=group_by))
 
 
+#: How records were written before digests were kept (and before they were Arrow files).
+OLD_PARQUET = {
+    "compression": "zstd",
+    "use_dictionary": ["layout"],
+    "column_encoding": {"size": "DELTA_BINARY_PACKED", "bins.list.element": "DELTA_BINARY_PACKED",
+                        "counts.list.element": "DELTA_BINARY_PACKED"},
+}
+
+
 def strip_digests(store: Path) -> None:
-    """Rewrite every record segment as records were before digests were kept (encoded as
-    the record encodes them: no larger than the size its manifest gives, the read bound)."""
-    for segment in store.glob("segments/**/*.parquet"):
+    """Rewrite every record segment as records were before digests were kept: Parquet files
+    (no larger than the size its manifest gives, the read bound) under the same names."""
+    segments = list(store.glob("segments/**/*.arrow"))
+    assert segments
+    for segment in segments:
         size = segment.stat().st_size
-        pq.write_table(pq.read_table(segment).drop_columns(["digest"]), segment, **_PARQUET)
+        table = FileRecord.from_bytes(segment.read_bytes()).table.drop_columns(["digest"])
+        pq.write_table(table, segment, **OLD_PARQUET)
         assert segment.stat().st_size <= size
 
 
@@ -181,8 +195,10 @@ def test_record_digests_round_trip_and_older_records_load():
     loaded = FileRecord.from_bytes(record.to_bytes())
     assert loaded.digests() == [digest, None]
     older = pa.BufferOutputStream()
-    pq.write_table(record.table.drop_columns(["digest"]), older)
+    pq.write_table(record.table.drop_columns(["digest"]), older, **OLD_PARQUET)
     assert FileRecord.from_bytes(older.getvalue().to_pybytes()).digests() == [None, None]
+    assert FileRecord.from_bytes(older.getvalue().to_pybytes()).rows() == [
+        dataclasses.replace(row, digest=None) for row in loaded.rows()]
 
 
 def test_a_shard_keeps_each_files_expected_digest_when_cut():

@@ -20,7 +20,7 @@ __all__ = [
 
 LATEST = "latest.json"
 _VERSION_RE = re.compile(r"^v(\d{6,})\.json$")
-_SEGMENT_RE = re.compile(r"^segments/[0-9a-f]{32}/[0-9a-f]{32}\.parquet$")
+_SEGMENT_RE = re.compile(r"^segments/[0-9a-f]{32}/[0-9a-f]{32}\.(?:arrow|parquet)$")
 _MANIFEST_RE = re.compile(r"^manifests/[0-9a-f]{32}\.parquet$")
 
 
@@ -41,8 +41,9 @@ def run_folder() -> str:
 
 
 def segment_name(folder: str) -> str:
-    """A new record segment's name in a run's folder."""
-    return f"{folder}/{uuid.uuid4().hex}.parquet"
+    """A new record segment's name in a run's folder (``.arrow``: an Arrow IPC file; older
+    segments are ``.parquet`` files)."""
+    return f"{folder}/{uuid.uuid4().hex}.arrow"
 
 
 def manifest_name() -> str:

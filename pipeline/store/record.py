@@ -1,9 +1,9 @@
-"""The per-file record: every counted file and its exact histogram, as Parquet tables.
+"""The per-file record: every counted file and its exact histogram, as Arrow tables.
 
 A table holds one row per counted file, sorted by path: its listing entry (path, size,
 ETag/mtime token), layout, whether it stores more than 8 bits per sample, and its histogram,
 sparse: ``bins`` lists the flat index ``channel * 2**bits + value`` of every value the file
-holds, ``counts`` how many samples hold it (both delta-encoded by Parquet, then zstd); and
+holds, ``counts`` how many samples hold it; and
 ``digest``, the SHA-256 of the bytes counted (:mod:`pipeline.core.digest`), which ``--verify``
 checks. Records written before digests were kept have no such column: they load with null
 digests (such a row cannot be verified, so ``--verify`` counts its file again). A
@@ -14,6 +14,12 @@ removed files out exactly.
 Paths are stored as bytes (:func:`~pipeline.core.files.path_bytes`: UTF-8, and a local name
 that is not valid UTF-8 as it is on disk), since Parquet strings must be valid UTF-8; records
 written with a string path column are read as well.
+
+A table is stored as an Arrow IPC file, zstd-compressed, ``bins`` and ``counts`` in the
+narrowest unsigned integers that hold them (uint16 for 8-bit images: half the bytes to
+compress); it is read back with the schema above. A segment of a few dozen rows encodes in a
+fraction of the time Parquet takes (whose fixed cost per file, ~1.5 ms, was a third of a tiny
+PNG's scan), at ~20% more bytes. Records written as Parquet files (before) are read as well.
 """
 
 from __future__ import annotations
@@ -54,17 +60,10 @@ SCHEMA = pa.schema(_FIELDS)
 #: Older record schemas, still read: without digests, with paths as bytes or as strings.
 _NO_DIGEST = pa.schema(_FIELDS[:-1])
 _OLDER = (_NO_DIGEST, _NO_DIGEST.set(0, pa.field("path", pa.string())))
-_PARQUET: dict[str, Any] = {
-    "compression": "zstd",
-    "use_dictionary": ["layout"],
-    # Encodings of list columns are named by their leaf ("bins.list.element"): a plain
-    # "bins" would be ignored without a word.
-    "column_encoding": {
-        "size": "DELTA_BINARY_PACKED",
-        "bins.list.element": "DELTA_BINARY_PACKED",
-        "counts.list.element": "DELTA_BINARY_PACKED",
-    },
-}
+_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
+_PARQUET_MAGIC = b"PAR1"
+#: Unsigned types tried, narrowest first, for the stored ``bins`` and ``counts`` values.
+_NARROW = ((pa.uint16(), 2**16), (pa.uint32(), 2**32))
 
 
 @dataclass(frozen=True)
@@ -163,9 +162,12 @@ class FileRecord:
         if len(data) > MAX_RECORD_BYTES:
             raise StatsFileError(f"{name} is larger than {MAX_RECORD_BYTES} bytes")
         try:
-            table = pq.read_table(io.BytesIO(data))
+            if data[:4] == _PARQUET_MAGIC:  # written before records were Arrow files
+                table = pq.read_table(io.BytesIO(data))
+            else:
+                table = _widened(pa.ipc.open_file(pa.py_buffer(data)).read_all())
         except (pa.ArrowException, OSError) as exc:
-            raise StatsFileError(f"{name} is not a readable Parquet file: {exc}") from exc
+            raise StatsFileError(f"{name} is not a readable record file: {exc}") from exc
         if any(table.schema.equals(older) for older in _OLDER):
             table = table.cast(_NO_DIGEST).append_column(
                 SCHEMA.field("digest"), pa.nulls(table.num_rows, pa.binary(DIGEST_BYTES))
@@ -175,10 +177,12 @@ class FileRecord:
         return cls(table)
 
     def to_bytes(self) -> bytes:
-        """The Parquet file stored beside a version."""
-        buffer = io.BytesIO()
-        pq.write_table(self.table, buffer, **_PARQUET)
-        return buffer.getvalue()
+        """The Arrow IPC file stored beside a version (see the module)."""
+        table = _narrowed(self.table)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema, options=_IPC) as writer:
+            writer.write_table(table)
+        return bytes(sink.getvalue().to_pybytes())
 
     def parts(self, rows: int) -> tuple[RecordPart, ...]:
         """The table (sorted by path) cut into segments of at most ``rows`` rows, each
@@ -295,6 +299,32 @@ def sparse(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = counts.reshape(-1)
     bins = np.flatnonzero(flat)
     return bins.astype(np.int32), flat[bins]
+
+
+def _narrowed(table: pa.Table) -> pa.Table:
+    """``table`` with ``bins`` and ``counts`` in the narrowest unsigned type that holds them."""
+    for name in ("bins", "counts"):
+        column: pa.ListArray[Any] = table.column(name).combine_chunks()  # type: ignore[assignment]
+        values = column.values
+        top = pc.max(values).as_py() if len(values) else 0
+        kind = next((kind for kind, bound in _NARROW if top < bound), None)
+        if kind is not None:
+            narrow = pa.ListArray.from_arrays(column.offsets, values.cast(kind))
+            table = table.set_column(table.schema.get_field_index(name), name, narrow)
+    return table
+
+
+def _widened(table: pa.Table) -> pa.Table:
+    """A stored table with ``bins`` and ``counts`` back in the record's types (the cast is
+    checked: a value that does not fit is an error, never a wrapped number)."""
+    for name in ("bins", "counts"):
+        index = table.schema.get_field_index(name)
+        wanted = SCHEMA.field(name).type
+        if index >= 0 and table.schema.field(index).type != wanted:
+            if table.schema.field(index).type not in (pa.list_(kind) for kind, _ in _NARROW):
+                raise StatsFileError(f"the record's {name} column has an unknown type")
+            table = table.set_column(index, name, table.column(index).cast(wanted))
+    return table
 
 
 def _bins(layout: Layout) -> int:

@@ -1,8 +1,8 @@
 """A version's per-file record as immutable segments, referenced by a manifest.
 
-A segment, ``segments/<run>/<32 hex digits>.parquet`` (a folder per run), is a
-:class:`~pipeline.store.record.FileRecord` table of at most a few dozen files whose paths form
-a contiguous range of the sorted listing. It is written once, never rewritten, and shared by
+A segment, ``segments/<run>/<32 hex digits>.arrow`` (a folder per run; ``.parquet`` when
+written before records were Arrow files), is a :class:`~pipeline.store.record.FileRecord`
+table of at most a few dozen files whose paths form a contiguous range of the sorted listing. It is written once, never rewritten, and shared by
 reference by every later version whose files in that range did not change; an incremental run
 reads only the segments whose range changed and writes only new ones. A manifest,
 ``manifests/<32 hex>.parquet``, lists a version's segments in path order, each with its first
