@@ -601,7 +601,7 @@ def test_the_local_cluster_listens_on_loopback_only(tmp_path):
         "import json, os, psutil\n"
         "from pipeline.run.cluster import dask_client\n"
         "if __name__ == '__main__':\n"
-        "    with dask_client(workers=1) as client:\n"
+        "    with dask_client(workers=1, dashboard=True) as client:\n"
         "        pids = [os.getpid(), *client.run(os.getpid).values()]\n"
         "        listening = [(c.laddr.ip, c.laddr.port) for pid in pids\n"
         "                     for c in psutil.Process(pid).net_connections('inet')\n"
@@ -683,3 +683,33 @@ def test_a_cluster_that_fails_to_close_keeps_the_result(tmp_path):
             tracer.wait()
     assert tracers, "the workers were never seized: nothing was tested"
     assert result.written and result.stats.document["sum"] == sums(arrays)
+
+
+def test_the_local_cluster_serves_a_dashboard_only_when_its_link_is_logged(tmp_path):
+    """Without ``-v`` nobody sees the dashboard's link (a port of its own choosing): it is not
+    started, nor Bokeh imported (every socket still on 127.0.0.1); with ``-v`` it is, and its
+    link is logged."""
+    script = (
+        "import json, logging, os, sys, psutil\n"
+        "from pipeline.run.cluster import dask_client\n"
+        "if __name__ == '__main__':\n"
+        "    if sys.argv[1] == 'verbose':\n"
+        "        logging.basicConfig(level=logging.INFO)\n"
+        "    with dask_client(workers=1) as client:\n"
+        "        pids = [os.getpid(), *client.run(os.getpid).values()]\n"
+        "        hosts = {c.laddr.ip for pid in pids\n"
+        "                 for c in psutil.Process(pid).net_connections('inet')\n"
+        "                 if c.status == psutil.CONN_LISTEN}\n"
+        "        print(json.dumps({'hosts': sorted(hosts), 'bokeh': 'bokeh' in sys.modules}))\n"
+    )
+    (tmp_path / "probe.py").write_text(script)
+    found = {}
+    for how in ("quiet", "verbose"):
+        done = subprocess.run([sys.executable, str(tmp_path / "probe.py"), how],
+                              capture_output=True, text=True, timeout=120,
+                              env=env_without_scheduler(), cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        found[how] = json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    assert found["quiet"][0] == {"hosts": ["127.0.0.1"], "bokeh": False}
+    assert found["verbose"][0] == {"hosts": ["127.0.0.1"], "bokeh": True}
+    assert "(dashboard http://127.0.0.1:" in found["verbose"][1]

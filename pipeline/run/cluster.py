@@ -204,11 +204,15 @@ def dask_client(
     processes: bool = True,
     timeout: float = DEFAULT_SCHEDULER_TIMEOUT,
     sandboxes: bool = False,
+    dashboard: bool | None = None,
 ) -> Iterator[Client]:
     """A client on ``scheduler``, or on a LocalCluster started for the block and closed after.
 
     With ``sandboxes`` (tasks that decode in sandboxes), the LocalCluster's workers start
-    theirs as they start (:mod:`pipeline.run.prestart`).
+    theirs as they start (:mod:`pipeline.run.prestart`). The LocalCluster serves its
+    dashboard when ``dashboard`` is true, or (None) when its link is logged (``-v``): on a
+    port of its own choosing, nobody could find it otherwise, and starting it (importing
+    Bokeh) cost ~0.8 s of a one-image run's start.
 
     A refused connection fails at once; a scheduler that does not answer, after ``timeout``
     seconds. The LocalCluster's processes do not see the terminal's Ctrl-C (see
@@ -223,6 +227,8 @@ def dask_client(
             )
             yield client
         return
+    if dashboard is None:
+        dashboard = log.isEnabledFor(logging.INFO)
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             dask.config.set(
@@ -241,7 +247,7 @@ def dask_client(
                     n_workers=workers,
                     threads_per_worker=threads_per_worker or 1,
                     processes=processes,
-                    dashboard_address="127.0.0.1:0",
+                    dashboard_address="127.0.0.1:0" if dashboard else None,
                     silence_logs=logging.CRITICAL,  # task errors are reported once, by the CLI
                 )
             )

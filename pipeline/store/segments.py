@@ -2,9 +2,10 @@
 
 A segment, ``segments/<run>/<32 hex digits>.arrow`` (a folder per run; ``.parquet`` when
 written before records were Arrow files), is a :class:`~pipeline.store.record.FileRecord`
-table of at most a few dozen files whose paths form a contiguous range of the sorted listing. It is written once, never rewritten, and shared by
-reference by every later version whose files in that range did not change; an incremental run
-reads only the segments whose range changed and writes only new ones. A manifest,
+table of at most a few dozen files whose paths form a contiguous range of the sorted listing.
+It is written once, never rewritten, and shared by reference by every later version whose
+files in that range did not change; an incremental run reads only the segments whose range
+changed and writes only new ones. A manifest,
 ``manifests/<32 hex>.parquet``, lists a version's segments in path order, each with its first
 and last path and the count, bytes and fingerprint of its files: enough to tell an unchanged
 range from the listing alone, without reading the segment. Ranges never overlap.
