@@ -5,7 +5,6 @@ the result bit for bit a full run's, and the independent reference's."""
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import os
 import time
