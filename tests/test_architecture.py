@@ -43,7 +43,7 @@ OWNERS = {
     "PIL": ("pipeline.decode", "pipeline.testing.synthetic"),
     "simplejpeg": ("pipeline.decode",),
     "imagecodecs": ("pipeline.decode",),
-    "numba": ("pipeline.core.kernels", "pipeline.core.compiled", "pipeline.decode.unfilter"),
+    "numba": ("pipeline.core.kernels", "pipeline.core.compiled"),
     "pyarrow": ("pipeline.store.record", "pipeline.store.segments"),
     "yaml": ("pipeline.config",),
     "tqdm": ("pipeline.cli",),

@@ -19,12 +19,10 @@ import zlib
 import numpy as np
 import pytest
 import simplejpeg
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import decode as dec
-from pipeline.decode import fast, png
+from pipeline.decode import fast
 from pipeline.errors import DecodeError
 
 MODES = ["rgb", "gray", "native"]
@@ -505,110 +503,3 @@ def test_decompression_bomb_still_refused():
     data = encode(photo(40, 50), "JPEG")
     with pytest.raises(DecodeError, match="decompression bomb"):
         dec.decode(data, "rgb", max_pixels=1000)
-
-
-# --- PNG decoded here (pipeline.decode.png): zlib and the five filters ----------------------
-
-
-def _filtered(rows: np.ndarray, kinds: list[int], bpp: int) -> bytes:
-    """The scanlines of ``rows`` (uint8, height x bytes), each filtered by its kind, by the
-    PNG specification's formulas over Python integers."""
-    out = bytearray()
-    previous = [0] * rows.shape[1]
-    for row, kind in zip(rows.tolist(), kinds, strict=True):
-        encoded = []
-        for x, value in enumerate(row):
-            a = row[x - bpp] if x >= bpp else 0
-            b = previous[x]
-            c = previous[x - bpp] if x >= bpp else 0
-            if kind == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                predicted = a if pa <= pb and pa <= pc else b if pb <= pc else c
-            else:
-                predicted = [0, a, b, (a + b) // 2][kind]
-            encoded.append((value - predicted) % 256)
-        out += bytes([kind, *encoded])
-        previous = row
-    return bytes(out)
-
-
-def _png_by_hand(pixels: np.ndarray, kinds: list[int], pieces: int) -> bytes:
-    """A PNG of ``pixels`` (height x width x 1-4 channels), each row filtered by its kind,
-    its zlib stream split over ``pieces`` IDAT chunks."""
-    height, width, channels = pixels.shape
-    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    stream = zlib.compress(_filtered(pixels.reshape(height, -1), kinds, channels))
-    step = -(-len(stream) // pieces)
-    idat = b"".join(_chunk(b"IDAT", stream[i : i + step]) for i in range(0, len(stream), step))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return fast._PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + idat + _chunk(b"IEND", b"")
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.integers(1, 4).flatmap(lambda channels: st.tuples(
-        st.integers(1, 9), st.integers(1, 9), st.just(channels), st.integers(0, 2**32 - 1),
-        st.lists(st.integers(0, 4), min_size=9, max_size=9), st.integers(1, 3),
-        st.sampled_from(["noise", "flat", "ramp", "few"]),
-    ))
-)
-def test_png_every_filter_decoded_here_as_pillow_decodes_it(case):
-    """Any filter on any row, any colour type, the stream over 1-3 IDAT chunks: the pixels
-    encoded, exactly, decoded here (not by libpng), and what Pillow gives."""
-    height, width, channels, seed, kinds, pieces, texture = case
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
-    if texture == "flat":
-        pixels[...] = pixels[0, 0]
-    elif texture == "ramp":  # neighbours close: the filters' sums wrap around 255
-        pixels = np.cumsum(pixels, axis=1, dtype=np.uint8)
-    elif texture == "few":  # many ties between Paeth's three predictors
-        pixels = np.array([0, 1, 2, 3, 5, 254, 255, 7], np.uint8)[pixels % 8]
-    data = _png_by_hand(pixels, kinds[:height], pieces)
-    here = np.empty_like(pixels)
-    assert png.decode_plain_png(data, here, channels)
-    assert np.array_equal(here, pixels)
-    with Image.open(io.BytesIO(data)) as image:
-        pillow = np.asarray(image).reshape(pixels.shape)
-    assert np.array_equal(pillow, pixels)
-
-
-@pytest.mark.parametrize("kind", range(5))
-@pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_png_each_filter_on_every_row_of_a_larger_image(kind, channels):
-    """Every row filtered alike over 48x40 pixels of few values: Paeth's ties (which predictor
-    wins when two are as near) and the wrap-around of every filter's sum are all hit."""
-    rng = np.random.default_rng(kind * 10 + channels)
-    few = np.array([0, 1, 2, 3, 5, 7, 254, 255], np.uint8)
-    pixels = few[rng.integers(0, 8, (48, 40, channels))]
-    data = _png_by_hand(pixels, [kind] * 48, 2)
-    here = np.empty_like(pixels)
-    assert png.decode_plain_png(data, here, channels)
-    assert np.array_equal(here, pixels)
-
-
-def test_png_decoded_here_leaves_odd_streams_to_libpng_or_pillow(monkeypatch):
-    """An undefined filter type, a stream with bytes after its end, one cut short or one
-    that inflates to more: not decoded here; decode() then agrees with Pillow."""
-    pixels = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
-    good = _png_by_hand(pixels, [0, 1, 2, 3, 4], 1)
-    scanlines = _filtered(pixels.reshape(5, -1), [0, 1, 2, 3, 4], 3)
-    ihdr = good[8:33]
-    cases = {
-        "filter type 5": scanlines[:19] + b"\x05" + scanlines[20:],
-        "longer": scanlines + b"\x00" * 19,
-        "shorter": scanlines[:-19],
-    }
-    for label, raw in cases.items():
-        data = (fast._PNG_SIGNATURE + ihdr + _chunk(b"IDAT", zlib.compress(raw))
-                + _chunk(b"IEND", b""))
-        assert not png.decode_plain_png(data, np.empty_like(pixels), 3), label
-        assert_like_pillow(data, "rgb", monkeypatch, label)
-    trailing = (fast._PNG_SIGNATURE + ihdr + _chunk(b"IDAT", zlib.compress(scanlines) + b"xx")
-                + _chunk(b"IEND", b""))
-    assert not png.decode_plain_png(trailing, np.empty_like(pixels), 3)
-    assert_like_pillow(trailing, "rgb", monkeypatch, "trailing")
-    with monkeypatch.context() as patch:  # the good file needs no libpng at all
-        patch.setattr(fast, "_libpng", lambda *args, **kwargs: None)
-        assert np.array_equal(dec.decode(good, "rgb").pixels, pixels)

@@ -26,7 +26,6 @@ from PIL import Image
 
 from ..core.keys import Mode
 from .decoded import Decoded
-from .png import decode_plain_png
 
 __all__ = ["PNG_COLOUR_LAYOUTS", "fast_png", "jpeg_without_pillow", "png_without_pillow"]
 
@@ -156,48 +155,27 @@ def _fast_png_as(
         or not _plain_png(data)
     ):
         return None
+    import imagecodecs
+
     width, height = size
     stored = len(pillow_mode)
-    pixels = _decode_here(data, (height, width, stored), direct=stored == len(layout))
-    if pixels is None:
-        pixels = _libpng(data, (height, width) if stored == 1 else (height, width, stored),
-                         direct=stored == len(layout))
-        if pixels is None:
-            return None
-    if stored == len(layout):
-        return Decoded(pixels, layout, False)
+    shape = (height, width) if stored == 1 else (height, width, stored)
+    try:
+        if stored == len(layout):
+            out = _output((height, width, stored))
+            imagecodecs.png_decode(data, out=out.reshape(shape))
+            return Decoded(out, layout, False)
+        pixels = imagecodecs.png_decode(data)
+    except Exception:  # whatever libpng cannot do, Pillow decides
+        return None
+    if pixels.shape != shape:
+        return None
     out = _output((height, width, len(layout)))
     if stored == 1:
-        out[...] = pixels.reshape(height, width, 1)  # L -> RGB
+        out[...] = pixels[:, :, np.newaxis]  # L -> RGB
     else:
         out[...] = pixels[:, :, : len(layout)]  # RGBA -> RGB
     return Decoded(out, layout, False)
-
-
-def _decode_here(data: bytes, shape: tuple[int, int, int], direct: bool) -> np.ndarray | None:
-    """The pixels of a deflated, adaptively filtered, non-interlaced PNG (every plain one that
-    common encoders write) decoded by :mod:`pipeline.decode.png`, or None. ``direct``: into
-    this thread's output buffer (they are the result)."""
-    if data[26:29] != b"\0\0\0":
-        return None
-    pixels = _output(shape) if direct else np.empty(shape, np.uint8)
-    return pixels if decode_plain_png(data, pixels, shape[2]) else None
-
-
-def _libpng(data: bytes, shape: tuple[int, ...], direct: bool) -> np.ndarray | None:
-    """The pixels decoded by libpng (imagecodecs), or None: whatever libpng cannot do, Pillow
-    decides."""
-    import imagecodecs
-
-    try:
-        if direct:
-            out = _output((shape[0], shape[1], shape[2] if len(shape) == 3 else 1))
-            imagecodecs.png_decode(data, out=out.reshape(shape))
-            return out
-        pixels: np.ndarray = imagecodecs.png_decode(data)
-    except Exception:
-        return None
-    return pixels if pixels.shape == shape else None
 
 
 def _plain_png(data: bytes) -> bool:
