@@ -704,12 +704,18 @@ def test_the_local_cluster_serves_a_dashboard_only_when_its_link_is_logged(tmp_p
     )
     (tmp_path / "probe.py").write_text(script)
     found = {}
-    for how in ("quiet", "verbose"):
-        done = subprocess.run([sys.executable, str(tmp_path / "probe.py"), how],
-                              capture_output=True, text=True, timeout=120,
-                              env=env_without_scheduler(), cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        found[how] = json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    with contextlib.ExitStack() as stack:  # Dask's default port taken: no fixed port is used
+        taken = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # (in use already: as good)
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        for how in ("quiet", "verbose"):
+            done = subprocess.run([sys.executable, str(tmp_path / "probe.py"), how],
+                                  capture_output=True, text=True, timeout=120,
+                                  env=env_without_scheduler(), cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            found[how] = json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
     assert found["quiet"][0] == {"hosts": ["127.0.0.1"], "bokeh": False}
+    assert found["quiet"][1] == ""  # not a word (a fixed port in use once warned)
     assert found["verbose"][0] == {"hosts": ["127.0.0.1"], "bokeh": True}
     assert "(dashboard http://127.0.0.1:" in found["verbose"][1]

@@ -247,7 +247,10 @@ def dask_client(
                     n_workers=workers,
                     threads_per_worker=threads_per_worker or 1,
                     processes=processes,
-                    dashboard_address="127.0.0.1:0" if dashboard else None,
+                    # the HTTP server (health, metrics) on a free loopback port, always;
+                    # the dashboard's pages on it only when wanted
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": dashboard},
                     silence_logs=logging.CRITICAL,  # task errors are reported once, by the CLI
                 )
             )
