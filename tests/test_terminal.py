@@ -169,7 +169,7 @@ def test_ctrl_c_with_stderr_in_a_file_leaves_no_traceback(tmp_path, long_corpus)
     child.sendcontrol("c")
     screen = finish(child)
     assert "status=130" in screen, screen
-    assert log.read_text() == "imgstats: error: interrupted\n"
+    assert log.read_text() == "imgstats: error: interrupted\n", log.read_text()
     assert not (tmp_path / "stats").exists()
     assert wait_until_gone(child.pid, 10) == []
 

@@ -29,6 +29,7 @@ from ..config import DEFAULT_SCHEDULER_TIMEOUT, JobConfig
 from ..errors import SchedulerError, UsageError
 from ..fs.location import describe_error
 from .managed import managed_cluster, start_cluster
+from .prestart import PRESTART_SANDBOXES
 from .signals import sigint_blocked
 from .sizing import size_for
 
@@ -209,7 +210,8 @@ def dask_client(
     """A client on ``scheduler``, or on a LocalCluster started for the block and closed after.
 
     With ``sandboxes`` (tasks that decode in sandboxes), the LocalCluster's workers start
-    theirs as they start (:mod:`pipeline.run.prestart`). The LocalCluster serves its
+    theirs as they start; its worker processes ignore the terminal's Ctrl-C
+    (:mod:`pipeline.run.prestart`). The LocalCluster serves its
     dashboard when ``dashboard`` is true, or (None) when its link is logged (``-v``): on a
     port of its own choosing, nobody could find it otherwise, and starting it (importing
     Bokeh) cost ~0.8 s of a one-image run's start.
@@ -237,7 +239,8 @@ def dask_client(
                     # The workers' statistical profiler takes the GIL every 10 ms: 1-6% of a
                     # worker's CPU samples in py-spy profiles of JPEG and PNG runs.
                     "distributed.worker.profile.enabled": False,
-                    "distributed.worker.preload": _worker_preload(sandboxes and processes),
+                    "distributed.worker.preload": _worker_preload(processes),
+                    PRESTART_SANDBOXES: sandboxes,
                 }
             )
         )
@@ -354,11 +357,11 @@ def _kill_workers(cluster: LocalCluster) -> None:
     _kill(_worker_pids(cluster))
 
 
-def _worker_preload(sandboxes: bool) -> list[str]:
-    """The configured worker preloads, and :mod:`pipeline.run.prestart` with ``sandboxes``."""
+def _worker_preload(processes: bool) -> list[str]:
+    """The configured worker preloads, and :mod:`pipeline.run.prestart` for worker processes."""
     preload = dask.config.get("distributed.worker.preload", default=[]) or []
     preload = [preload] if isinstance(preload, str) else list(preload)
-    return [*preload, "pipeline.run.prestart"] if sandboxes else preload
+    return [*preload, "pipeline.run.prestart"] if processes else preload
 
 
 def _worker_environ() -> dict[str, Any]:
