@@ -119,7 +119,11 @@ def read_manifest(data: bytes, name: str = "manifest") -> Iterator[Segment]:
     if not parquet.schema_arrow.equals(SCHEMA):
         raise StatsFileError(f"{name} does not have the manifest schema")
     last: str | None = None
-    for batch in parquet.iter_batches(batch_size=_BATCH):
+    # One row group (a writer's batch) at a time, read on this thread: iter_batches read
+    # ahead, holding much of a large manifest decoded at once (a 10^7-file incremental run's
+    # client peaked at 360 MB against 202 MB at 10^6).
+    for group in range(parquet.num_row_groups):
+        batch = parquet.read_row_group(group, use_threads=False)
         columns = batch.to_pydict()
         for i in range(batch.num_rows):
             segment_file = columns["name"][i]
