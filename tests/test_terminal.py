@@ -174,6 +174,32 @@ def test_ctrl_c_with_stderr_in_a_file_leaves_no_traceback(tmp_path, long_corpus)
     assert wait_until_gone(child.pid, 10) == []
 
 
+def test_local_cluster_workers_ignore_the_terminals_ctrl_c(tmp_path):
+    """Workers that multiprocessing spawns start with an empty signal mask, so blocking SIGINT
+    in the thread that starts them does not reach them: they ignore it themselves, whether
+    the CLI started them (from their first moments) or a program using the library did (once
+    started). Read from each worker process's /proc status, not from a race with Ctrl-C."""
+    sigint = 1 << (2 - 1)  # SIGINT's bit in /proc/PID/status masks
+    script = (
+        "import json, os, sys\n"
+        "from pipeline.run.cluster import dask_client\n"
+        "def masks():\n"
+        "    with open('/proc/self/status') as status:\n"
+        "        return {k: int(v, 16) for k, v in (line.split(':') for line in status)\n"
+        "                if k == 'SigIgn'}\n"
+        "if __name__ == '__main__':\n"
+        "    with dask_client(workers=2) as client:\n"
+        "        print(json.dumps(list(client.run(masks).values())))\n"
+    )
+    (tmp_path / "probe.py").write_text(script)
+    done = subprocess.run([sys.executable, str(tmp_path / "probe.py")], capture_output=True,
+                          text=True, timeout=120, env=environment(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    workers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(workers) == 2
+    assert all(masks["SigIgn"] & sigint for masks in workers), workers
+
+
 @pytest.mark.slow  # ~26 s: a shared cluster started, a run interrupted, the cluster checked
 def test_ctrl_c_on_a_shared_cluster_cancels_the_run_and_keeps_the_cluster(
     tmp_path, long_corpus, cluster

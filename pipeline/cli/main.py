@@ -39,11 +39,9 @@ __all__ = ["main"]
 log = logging.getLogger("pipeline")
 
 if "__mp_main__" in sys.modules:
-    # This module is being imported as a process that multiprocessing spawned from the CLI
-    # starts (a LocalCluster worker re-running the ``imgstats`` script as ``__mp_main__``):
-    # the terminal's Ctrl-C is the CLI's to act on (it kills the workers), so such a process
-    # ignores it from its first moments, before Dask is even imported (its children inherit
-    # that), and asyncio installs no handler of its own. See :mod:`pipeline.run.signals`.
+    # A process multiprocessing spawned from the CLI (a LocalCluster worker, re-running the
+    # ``imgstats`` script as ``__mp_main__``): it ignores the terminal's Ctrl-C from now on,
+    # before Dask is imported (see pipeline.run.signals).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -96,8 +96,7 @@ def open_cluster(
         with contextlib.ExitStack() as stack:
             cluster: Cluster
             started = early.client() if early is not None else None
-            if started is not None:
-                assert early is not None
+            if early is not None and started is not None:
                 stack.push(early.close)
                 client, cluster = started, _Running(started)
             elif spec is None:

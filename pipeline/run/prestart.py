@@ -1,12 +1,6 @@
 """The Dask worker preload of the LocalCluster imgstats starts: its worker processes ignore
-the terminal's Ctrl-C, and start their decode sandboxes as they start.
-
-Ctrl-C reaches every process of the terminal's foreground group; the client acts on it and
-kills the workers (:mod:`pipeline.run.signals`). A worker process's main thread does not keep
-the blocked SIGINT of the thread that started it (multiprocessing's spawn gives the child an
-empty mask: ``SigBlk`` is 0 in ``/proc/PID/status``), so asyncio's handler in the worker used
-to catch it and, when it won the race against the client's SIGKILL (on a loaded machine, 2
-runs in 8), print a ``KeyboardInterrupt`` traceback per worker on the run's stderr.
+the terminal's Ctrl-C (the client's to act on: :mod:`pipeline.run.signals` says why they
+must do it themselves), and start their decode sandboxes as they start.
 
 With ``imgstats.prestart-sandboxes`` set in the Dask config that the workers inherit (tasks
 that decode in sandboxes), each worker starts one sandbox child per thread while it registers

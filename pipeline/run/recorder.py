@@ -72,7 +72,6 @@ class _Slot:
     first: str = ""
     last: str = ""
     old: Segment | None = None  # the segment rewritten
-    old_rows: int = 0
     kept: FileRecord | None = None
     new: list[FileRecord] = field(default_factory=list)
 
@@ -136,7 +135,7 @@ class Recorder:
         self.reused += len(planned.reused)
         self.removed += planned.removed
         slot = _Slot(rewrite=True, first=segment.first, last=segment.last, old=segment,
-                     old_rows=len(old), kept=old.take(planned.reused))
+                     kept=old.take(planned.reused))
         self._slots.append(slot)
         self._open.append(slot)
         self._starts.append(segment.first)
@@ -157,11 +156,8 @@ class Recorder:
     # results, in any order ---------------------------------------------------------------------
     def scanned(self, slots: list[_Slot], result: ScanResult, shard: Shard) -> None:
         """A shard's result: its summaries join the totals, its rows their slots."""
-        self.totals = self.totals.merge(
-            ScanResult(result.summaries, result.images, result.high_bit_depth, result.skipped,
-                       result.files, (), result.bytes_read, result.seconds, result.retries,
-                       decoded=result.decoded)
-        )
+        # the rows go to their slots, the verified files are counted apart
+        self.totals = self.totals.merge(dataclasses.replace(result, rows=(), verified=()))
         self.verified += len(result.verified)
         if shard.expected:
             self._unverified(shard, set(result.verified))
@@ -211,7 +207,7 @@ class Recorder:
         """A rewritten segment with all its rows: merged, cut, written (or, holding exactly
         its old rows, referenced as it is)."""
         assert slot.kept is not None
-        if slot.old is not None and not slot.new and len(slot.kept) == slot.old_rows:
+        if slot.old is not None and not slot.new and len(slot.kept) == slot.old.files.count:
             slot.segments.append(slot.old)
             self.stats.segments_reused += 1
         else:

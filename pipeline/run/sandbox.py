@@ -42,7 +42,7 @@ from ..core.files import Shard
 from ..core.result import ScanResult, Skip
 from ..fs.location import Location
 
-# The worker side needs none of the decoders, the kernels or the record's Parquet code: only
+# The worker side needs none of the decoders, the kernels or the record's Arrow code: only
 # the child imports them (``_serve``), so a worker starts ~0.4 s faster (``-X importtime``).
 
 __all__ = [

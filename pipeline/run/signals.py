@@ -2,15 +2,19 @@
 
 Ctrl-C sends SIGINT to every process of the terminal's foreground process group: the client,
 the local Dask workers and their decode sandboxes. Only the client should act on it (it
-stops the workers itself, at once, without tracebacks), so the workers must be born with
-SIGINT blocked: the signal mask is inherited by the threads a thread starts and by the
-processes it starts (through fork and exec), while Python handlers are not.
+stops the workers itself, at once, without tracebacks).
 
-Dask starts worker processes from its own threads, some made when ``distributed`` is
-imported, the others when a cluster starts; both moments happen inside :func:`sigint_blocked`
-(the CLI imports the run code in it, :mod:`pipeline.graph` starts clusters in it). The main
-thread, which alone runs Python's signal handlers, is unblocked after each, and a Ctrl-C typed
-meanwhile is delivered then.
+- Threads and ``subprocess`` children inherit a blocked SIGINT from the thread that starts
+  them: Dask's threads and the processes they start (a batch system's ``sbatch``...) are
+  started inside :func:`sigint_blocked`. The main thread, which alone runs Python's signal
+  handlers, is unblocked after each block, and a Ctrl-C typed meanwhile is delivered then.
+- Processes that multiprocessing *spawns* (the LocalCluster's workers) start with an empty
+  signal mask whatever the thread that spawned them (``SigBlk`` 0 in ``/proc/PID/status``), so
+  they ignore SIGINT themselves: from their first moments when the CLI started them
+  (:mod:`pipeline.cli.main`, imported again as ``__mp_main__`` in each of them, before
+  Dask), and once started in any case (the worker preload, :mod:`pipeline.run.prestart`).
+  Before that, a worker's asyncio handler sometimes beat the client's SIGKILL and printed a
+  ``KeyboardInterrupt`` traceback on the run's stderr. The decode sandboxes ignore it too.
 """
 
 from __future__ import annotations

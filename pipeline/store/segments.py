@@ -120,8 +120,8 @@ def read_manifest(data: bytes, name: str = "manifest") -> Iterator[Segment]:
         raise StatsFileError(f"{name} does not have the manifest schema")
     last: str | None = None
     # One row group (a writer's batch) at a time, read on this thread: iter_batches read
-    # ahead, holding much of a large manifest decoded at once (a 10^7-file incremental run's
-    # client peaked at 360 MB against 202 MB at 10^6).
+    # ahead, holding much of a large manifest decoded at once (reading a 10^7-file manifest,
+    # 13.7 MB, raised the peak by 55 MB; this way by 20 MB, the same after 4,096 rows).
     for group in range(parquet.num_row_groups):
         batch = parquet.read_row_group(group, use_threads=False)
         columns = batch.to_pydict()
